@@ -1,0 +1,1 @@
+"""The manager: mints credentials and tenant records over HTTP, nothing else."""

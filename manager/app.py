@@ -1,0 +1,152 @@
+"""The manager's HTTP edge: wire to domain and back, and every error mapped in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from manager.client_ip import client_ip, hash_ip
+from manager.instances import BadRequest, Created, CreateRequest, InstanceService, TooManyRequests
+from manager.rate_limit import retry_after_header
+from manager.settings import ManagerSettings
+from tenants.errors import (
+    StoreError,
+    StoreForbidden,
+    StoreTimeout,
+    StoreUnavailable,
+)
+from tenants.index import IndexSync
+from tenants.record import format_time
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SERVICE: web.AppKey[InstanceService] = web.AppKey("service", InstanceService)
+SETTINGS: web.AppKey[ManagerSettings] = web.AppKey("settings", ManagerSettings)
+SYNC: web.AppKey[IndexSync] = web.AppKey("sync", IndexSync)
+
+
+def _text(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=message + "\n", headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place where exceptions become statuses. Bodies never echo internals."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            return _text(413, "request body too large")
+        if exc.status >= 400 and exc.text and not exc.text.endswith("\n"):
+            exc.text = exc.text + "\n"
+        raise
+    except BadRequest as exc:
+        return _text(400, str(exc))
+    except TooManyRequests as exc:
+        return _text(429, str(exc), {"Retry-After": retry_after_header(exc.retry_after)})
+    except (TimeoutError, StoreTimeout) as exc:
+        log.warning("request deadline passed: %s %s: %s", request.method, request.path, exc)
+        return _text(504, "the request deadline passed")
+    except StoreUnavailable as exc:
+        log.error("tenant store failed: %s", exc)
+        return _text(502, "the tenant store is unavailable")
+    except StoreForbidden as exc:
+        log.error("misconfiguration: %s", exc)
+        return _text(500, "internal error")
+    except StoreError as exc:
+        log.error("tenant store error: %s", exc)
+        return _text(500, "internal error")
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return _text(500, "internal error")
+
+
+NO_BODY = object()
+
+
+async def _read_json(request: web.Request, limit: int) -> object:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
+    if not raw.strip():
+        return NO_BODY
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+
+
+def _created_body(settings: ManagerSettings, created: Created) -> dict[str, Any]:
+    tenant, host = created.tenant, settings.public_host
+    return {
+        "instance_id": tenant.instance_id,
+        "mqtts": {
+            "host": host,
+            "port": settings.mqtts_port,
+            "uri": f"mqtts://{host}:{settings.mqtts_port}",
+        },
+        "wss": {
+            "host": host,
+            "port": settings.wss_port,
+            "uri": f"wss://{host}:{settings.wss_port}{settings.wss_path}",
+        },
+        "credentials": {"username": tenant.instance_id, "password": created.password},
+        "expires_at": format_time(tenant.expires_at),
+    }
+
+
+async def create_instance(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    async with asyncio.timeout(settings.request_deadline_seconds):
+        body = await _read_json(request, settings.max_body_bytes)
+        create = CreateRequest() if body is NO_BODY else CreateRequest.from_json(body)
+        ip = client_ip(
+            request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxies
+        )
+        key = settings.ip_hash_key
+        if key is None:
+            raise StoreError("IP_HASH_KEY is not configured")
+        created = await request.app[SERVICE].create(create, hash_ip(key, ip))
+    return web.json_response(
+        _created_body(settings, created), status=201, headers={"Cache-Control": "no-store"}
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _text(200, "ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    sync = request.app[SYNC]
+    if not sync.index.synced:
+        return _text(503, "tenant index not synced yet")
+    try:
+        async with asyncio.timeout(2.0):
+            await sync.store.ping()
+    except (StoreError, TimeoutError) as exc:
+        log.warning("not ready: tenant store unreachable: %s", exc)
+        return _text(503, "tenant store unreachable")
+    return _text(200, "ready")
+
+
+def create_app(
+    settings: ManagerSettings, service: InstanceService, sync: IndexSync
+) -> web.Application:
+    """The manager app. The caller owns the store, the index sync and the service."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[SERVICE] = service
+    app[SYNC] = sync
+    app.router.add_post("/v1/instances", create_instance)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,85 @@
+"""Running the manager: one context manager owns the index sync and the HTTP site."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+
+from manager.app import create_app
+from manager.instances import InstanceService
+from manager.settings import ManagerSettings
+from tenants.errors import ConfigError
+from tenants.index import IndexSync, TenantIndex
+from tenants.settings import StoreSettings
+from tenants.store import TenantStore
+
+log = logging.getLogger(__name__)
+
+IP_KEY_FILE = "ip-hash.key"
+
+
+def with_ip_hash_key(settings: ManagerSettings, store_settings: StoreSettings) -> ManagerSettings:
+    """IP_HASH_KEY, or on the embedded store a random key kept beside the database.
+
+    Every replica must hash alike, so the Kubernetes store requires the setting.
+    """
+    if settings.ip_hash_key is not None:
+        return settings
+    if store_settings.kind != "local":
+        raise ConfigError("IP_HASH_KEY is required with ZERO_EMQX_STORE=kubernetes")
+    path = store_settings.data_dir / IP_KEY_FILE
+    return dataclasses.replace(settings, ip_hash_key=_load_or_create_key(path))
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_hex(32).encode())
+    return path.read_bytes().strip()
+
+
+@contextlib.asynccontextmanager
+async def running_manager(
+    settings: ManagerSettings, store: TenantStore
+) -> AsyncIterator[tuple[web.AppRunner, IndexSync]]:
+    """The manager listening on settings.host:port until the block exits."""
+    index = TenantIndex()
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="manager-hash") as hasher:
+        async with IndexSync(store, index) as sync:
+            service = InstanceService(settings, store, index, hash_executor=hasher)
+            runner = web.AppRunner(
+                create_app(settings, service, sync), access_log=None, shutdown_timeout=5.0
+            )
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, settings.host, settings.port)
+                await site.start()
+                log.info("manager listening on %s:%s", settings.host, settings.port)
+                yield runner, sync
+            finally:
+                await runner.cleanup()
+
+
+async def serve(settings: ManagerSettings, store: TenantStore, stop: asyncio.Event) -> None:
+    async with running_manager(settings, store):
+        await stop.wait()
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

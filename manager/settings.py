@@ -1,0 +1,76 @@
+"""Manager settings, read once from an injectable environment."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+
+from tenants.errors import ConfigError
+from tenants.settings import Environ, env_float, env_int, env_str, parse_addr
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ManagerSettings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    public_host: str = "localhost"
+    mqtts_port: int = 8883
+    wss_port: int = 8084
+    wss_path: str = "/mqtt"
+    ttl_seconds: int = 604800
+    per_ip_rate: int = 10  # creations per IP per minute; 0 = unlimited
+    per_ip_max_live: int = 5  # unexpired instances per source IP; 0 = unlimited
+    max_live_instances: int = 10000  # unexpired instances in all; 0 = unlimited
+    trusted_proxies: tuple[Network, ...] = ()
+    ip_hash_key: bytes | None = field(default=None, repr=False)
+    request_deadline_seconds: float = 10.0
+    max_body_bytes: int = 1024
+
+    @classmethod
+    def from_environ(cls, environ: Environ | None = None) -> ManagerSettings:
+        env = os.environ if environ is None else environ
+        host, port = parse_addr(env_str(env, "MANAGER_ADDR", "0.0.0.0:8080"), "MANAGER_ADDR")
+        wss_path = env_str(env, "WSS_PATH", "/mqtt")
+        if not wss_path.startswith("/"):
+            raise ConfigError(f"WSS_PATH must start with '/', got {wss_path!r}")
+        key = env.get("IP_HASH_KEY", "").strip()
+        if key and len(key) < 16:
+            raise ConfigError("IP_HASH_KEY must be at least 16 characters")
+        return cls(
+            host=host,
+            port=port,
+            public_host=env_str(env, "PUBLIC_HOST", "localhost"),
+            mqtts_port=_port(env, "MQTTS_PORT", 8883),
+            wss_port=_port(env, "WSS_PORT", 8084),
+            wss_path=wss_path,
+            ttl_seconds=env_int(env, "TTL_SECONDS", 604800, minimum=1),
+            per_ip_rate=env_int(env, "PER_IP_RATE", 10),
+            per_ip_max_live=env_int(env, "PER_IP_MAX_LIVE", 5),
+            max_live_instances=env_int(env, "MAX_LIVE_INSTANCES", 10000),
+            trusted_proxies=_networks(env.get("TRUSTED_PROXIES", "")),
+            ip_hash_key=key.encode() if key else None,
+            request_deadline_seconds=env_float(env, "REQUEST_DEADLINE_SECONDS", 10.0, minimum=0.01),
+            max_body_bytes=env_int(env, "MAX_BODY_BYTES", 1024, minimum=2),
+        )
+
+
+def _port(env: Environ, name: str, default: int) -> int:
+    value = env_int(env, name, default, minimum=1)
+    if value > 65535:
+        raise ConfigError(f"{name} must be a TCP port, got {value}")
+    return value
+
+
+def _networks(raw: str) -> tuple[Network, ...]:
+    networks = []
+    for item in raw.replace(" ", ",").split(","):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"TRUSTED_PROXIES has an invalid address or CIDR: {item!r}") from None
+    return tuple(networks)

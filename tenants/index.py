@@ -1,0 +1,168 @@
+"""An in-memory mirror of every tenant, kept by list + watch of the store.
+
+`TenantIndex` is the data (pure, synchronous); `IndexSync` is the one task that
+keeps it current: list, watch from the listing's revision, relist on
+WatchExpired, back off and keep the last synced state while the store is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from types import TracebackType
+
+from tenants.errors import StoreError, WatchExpired
+from tenants.record import Tenant
+from tenants.store import Change, ChangeType, Listing, TenantStore
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Tenant | None, Tenant | None], None]
+"""Called with (before, after) for every tenant that changed; None means absent."""
+
+
+class TenantIndex:
+    def __init__(self) -> None:
+        self._tenants: dict[str, Tenant] = {}
+        self._by_ip: dict[str, set[str]] = {}
+        self._listeners: list[Listener] = []
+        self.synced = False
+        self.revision = ""
+
+    def __len__(self) -> int:
+        return len(self._tenants)
+
+    def get(self, instance_id: str) -> Tenant | None:
+        return self._tenants.get(instance_id)
+
+    def tenants(self) -> list[Tenant]:
+        return list(self._tenants.values())
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def count_live(self, now: datetime, ip_hash: str | None = None) -> int:
+        if ip_hash is None:
+            return sum(1 for t in self._tenants.values() if t.is_live(now))
+        ids = self._by_ip.get(ip_hash, ())
+        return sum(1 for i in ids if self._tenants[i].is_live(now))
+
+    def replace(self, listing: Listing) -> None:
+        """Swap in a fresh listing; listeners hear about every difference."""
+        fresh = {t.instance_id: t for t in listing.tenants}
+        for instance_id in list(self._tenants):
+            if instance_id not in fresh:
+                self._set(instance_id, None)
+        for instance_id, tenant in fresh.items():
+            if self._tenants.get(instance_id) != tenant:
+                self._set(instance_id, tenant)
+        self.revision = listing.revision
+        self.synced = True
+
+    def apply(self, change: Change) -> None:
+        after = None if change.type is ChangeType.DELETED else change.tenant
+        self._set(change.instance_id, after)
+        self.revision = change.revision
+
+    def put(self, tenant: Tenant) -> None:
+        """Record a write this process just made, before its watch event arrives."""
+        self._set(tenant.instance_id, tenant)
+
+    def _set(self, instance_id: str, after: Tenant | None) -> None:
+        before = self._tenants.get(instance_id)
+        if before is not None and before.ip_hash:
+            ids = self._by_ip.get(before.ip_hash)
+            if ids is not None:
+                ids.discard(instance_id)
+                if not ids:
+                    del self._by_ip[before.ip_hash]
+        if after is None:
+            self._tenants.pop(instance_id, None)
+        else:
+            self._tenants[instance_id] = after
+            if after.ip_hash:
+                self._by_ip.setdefault(after.ip_hash, set()).add(instance_id)
+        if before != after:
+            for listener in self._listeners:
+                try:
+                    listener(before, after)
+                except Exception:
+                    log.exception("tenant index listener failed")
+
+
+class IndexSync:
+    """Owns the list + watch task that keeps a TenantIndex current."""
+
+    def __init__(
+        self,
+        store: TenantStore,
+        index: TenantIndex,
+        *,
+        retry_initial: float = 0.2,
+        retry_max: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._task: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()
+        self.watch_restarts = 0
+        self.store_reachable = False
+        self.last_sync_monotonic = 0.0
+
+    async def __aenter__(self) -> IndexSync:
+        self._task = asyncio.create_task(self._run(), name="tenant-index-sync")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def wait_synced(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _run(self) -> None:
+        delay = self._retry_initial
+        while True:
+            try:
+                listing = await self.store.list()
+                self.index.replace(listing)
+                self.store_reachable = True
+                self.last_sync_monotonic = time.monotonic()
+                self._synced.set()
+                delay = self._retry_initial
+                async for change in self.store.watch(listing.revision):
+                    self.index.apply(change)
+                    self.last_sync_monotonic = time.monotonic()
+                self.watch_restarts += 1
+            except WatchExpired as exc:
+                self.watch_restarts += 1
+                log.info("tenant watch expired, relisting: %s", exc)
+            except StoreError as exc:
+                self.watch_restarts += 1
+                self.store_reachable = False
+                log.warning("tenant store unreachable, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+            except Exception:
+                self.watch_restarts += 1
+                log.exception("tenant index sync failed, retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
