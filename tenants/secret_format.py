@@ -1,0 +1,174 @@
+"""The tenant record as a Kubernetes Secret: the contract with operators and the ExHook.
+
+One Secret per instance, named after the instance id, `type: Opaque`:
+
+    metadata.labels       app.kubernetes.io/managed-by: zero-emqx
+                          zero-emqx.io/tenant: "true"
+                          zero-emqx.io/tag: <tag>            (only when the tag is set)
+                          zero-emqx.io/ip-hash: <ip hash>    (only when set)
+    metadata.annotations  zero-emqx.io/created-at: 2025-01-01T00:00:00Z
+                          zero-emqx.io/expires-at: 2025-01-08T00:00:00Z
+                          zero-emqx.io/paused: "true"        (only when paused)
+    data                  password-hash: base64 of the argon2 PHC string
+
+`Tenant.revision` is `metadata.resourceVersion`. Reading refuses anything else with
+InvalidRecord, whose message names the Secret and the field but never the hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from tenants.credentials import is_instance_id
+from tenants.errors import InvalidRecord
+from tenants.hashing import is_phc_argon2
+from tenants.record import Tenant, format_time, is_valid_tag, parse_time
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "zero-emqx"
+TENANT_LABEL = "zero-emqx.io/tenant"
+TAG_LABEL = "zero-emqx.io/tag"
+IP_HASH_LABEL = "zero-emqx.io/ip-hash"
+CREATED_AT_ANNOTATION = "zero-emqx.io/created-at"
+EXPIRES_AT_ANNOTATION = "zero-emqx.io/expires-at"
+PAUSED_ANNOTATION = "zero-emqx.io/paused"
+PASSWORD_HASH_KEY = "password-hash"  # noqa: S105 - a data key, not a password
+SECRET_TYPE = "Opaque"  # noqa: S105 - the Secret type
+
+LABEL_SELECTOR = f"{TENANT_LABEL}=true"
+
+_NAME_SHOWN = 80  # how much of a foreign Secret name an error message repeats
+
+
+def tenant_to_secret(tenant: Tenant, namespace: str) -> dict[str, Any]:
+    """The Secret manifest for `tenant`; carries its revision as the update precondition."""
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, TENANT_LABEL: "true"}
+    if tenant.tag:
+        labels[TAG_LABEL] = tenant.tag
+    if tenant.ip_hash:
+        labels[IP_HASH_LABEL] = tenant.ip_hash
+    annotations = {
+        CREATED_AT_ANNOTATION: format_time(tenant.created_at),
+        EXPIRES_AT_ANNOTATION: format_time(tenant.expires_at),
+    }
+    if tenant.paused:
+        annotations[PAUSED_ANNOTATION] = "true"
+    metadata: dict[str, Any] = {
+        "name": tenant.instance_id,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": annotations,
+    }
+    if tenant.revision:
+        metadata["resourceVersion"] = tenant.revision
+    encoded = base64.b64encode(tenant.password_hash.encode()).decode("ascii")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": SECRET_TYPE,
+        "data": {PASSWORD_HASH_KEY: encoded},
+    }
+
+
+def secret_name(secret: Mapping[str, Any]) -> str:
+    """The Secret's name, shortened for messages ('?' when it has none)."""
+    metadata = secret.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    if not isinstance(name, str) or not name:
+        return "?"
+    return name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "..."
+
+
+def secret_to_tenant(secret: Mapping[str, Any]) -> Tenant:
+    """The tenant a Secret describes; InvalidRecord names what is wrong, never the hash."""
+    shown = secret_name(secret)
+
+    def invalid(what: str) -> InvalidRecord:
+        return InvalidRecord(f"Secret {shown!r}: {what}")
+
+    metadata = secret.get("metadata")
+    if not isinstance(metadata, Mapping):
+        raise invalid("metadata is missing")
+    name = metadata.get("name")
+    if not isinstance(name, str) or not is_instance_id(name):
+        raise invalid("metadata.name is not an instance id (emqx- and 16 lowercase hex digits)")
+    labels = _string_map(metadata.get("labels"), "metadata.labels", invalid)
+    annotations = _string_map(metadata.get("annotations"), "metadata.annotations", invalid)
+
+    if labels.get(TENANT_LABEL) != "true":
+        raise invalid(f"label {TENANT_LABEL} is not 'true'")
+    tag = labels.get(TAG_LABEL, "")
+    if not is_valid_tag(tag):
+        raise invalid(f"label {TAG_LABEL} is not a valid tag")
+    ip_hash = labels.get(IP_HASH_LABEL, "")
+
+    created_at = _time(annotations, CREATED_AT_ANNOTATION, invalid)
+    expires_at = _time(annotations, EXPIRES_AT_ANNOTATION, invalid)
+    paused_text = annotations.get(PAUSED_ANNOTATION, "false")
+    if paused_text not in {"true", "false"}:
+        raise invalid(f"annotation {PAUSED_ANNOTATION} must be 'true' or 'false'")
+
+    revision = metadata.get("resourceVersion", "")
+    if not isinstance(revision, str):
+        raise invalid("metadata.resourceVersion is not a string")
+    return Tenant(
+        instance_id=name,
+        password_hash=_password_hash(secret.get("data"), invalid),
+        created_at=created_at,
+        expires_at=expires_at,
+        tag=tag,
+        ip_hash=ip_hash,
+        paused=paused_text == "true",
+        revision=revision,
+    )
+
+
+_Invalid = Callable[[str], InvalidRecord]
+
+
+def _string_map(value: object, field: str, invalid: _Invalid) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise invalid(f"{field} is not a map")
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise invalid(f"{field} holds a value that is not a string")
+        result[key] = item
+    return result
+
+
+def _time(annotations: Mapping[str, str], key: str, invalid: _Invalid) -> datetime:
+    text = annotations.get(key)
+    if text is None:
+        raise invalid(f"annotation {key} is missing")
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise invalid(f"annotation {key} is not an RFC 3339 time with a timezone") from None
+
+
+def _password_hash(data: object, invalid: _Invalid) -> str:
+    field = f"data.{PASSWORD_HASH_KEY}"
+    if data is None:
+        raise invalid(f"{field} is missing")
+    if not isinstance(data, Mapping):
+        raise invalid("data is not a map")
+    encoded = data.get(PASSWORD_HASH_KEY)
+    if encoded is None:
+        raise invalid(f"{field} is missing")
+    if not isinstance(encoded, str):
+        raise invalid(f"{field} is not a base64 string")
+    try:
+        text = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise invalid(f"{field} is not base64 of UTF-8 text") from None
+    if not is_phc_argon2(text):
+        raise invalid(f"{field} is not an argon2 PHC string")
+    return text

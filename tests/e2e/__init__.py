@@ -1,0 +1,1 @@
+"""End-to-end tests against real systems; each skips itself when its system is absent."""
