@@ -56,13 +56,23 @@ def _run(run_manager: bool, run_exhook: bool) -> int:
     _configure_logging()
     try:
         asyncio.run(_serve(run_manager, run_exhook))
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
-        return 1
+    except (ConfigError, OSError, ExceptionGroup) as exc:
+        errors = _flatten(exc)
+        for error in errors:
+            kind = "configuration error" if isinstance(error, ConfigError) else "cannot start"
+            print(f"{kind}: {error}", file=sys.stderr)
+        if all(isinstance(e, ConfigError) for e in errors):
+            return 2
+        if all(isinstance(e, ConfigError | OSError) for e in errors):
+            return 1
+        raise
     return 0
+
+
+def _flatten(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _flatten(inner)]
+    return [exc]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,290 @@
+"""The `emqx.exhook.v3.HookProvider` servicer: wire <-> domain, nothing else.
+
+Every authenticate/authorize answer is explicit: `STOP_AND_RETURN` with `bool_result`
+set, or `IGNORE` only for usernames that are not ours when the operator asked for it.
+The proto3 default `ValuedResponse()` would be read by EMQX as "ignore", which admits
+everyone when the authn chain is empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from exhook.decision import (
+    AUTHENTICATE,
+    AUTHORIZE,
+    HOOKS,
+    Decision,
+    Reason,
+    Verdict,
+    VerifyPlan,
+    conclude,
+    decide_authorize,
+    deny,
+    is_ours,
+    plan_authenticate,
+)
+from exhook.observability import ExhookMetrics
+from exhook.settings import ExhookSettings, UnknownUserAction
+from exhook.verifier import Overloaded, Verifier
+from exhook.wire import exhook_pb2 as pb
+from tenants.index import TenantIndex
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Clock = Callable[[], datetime]
+
+_EMPTY = pb.EmptySuccess()
+_IGNORE = pb.ValuedResponse(type=pb.ValuedResponse.IGNORE)
+SERVICE_NAME = "emqx.exhook.v3.HookProvider"
+OVERLOAD_LOG_INTERVAL = 10.0  # seconds
+
+
+def utc_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def valued(decision: Decision) -> pb.ValuedResponse:
+    if decision.verdict is Verdict.IGNORE:
+        return pb.ValuedResponse(type=pb.ValuedResponse.IGNORE)
+    return pb.ValuedResponse(
+        type=pb.ValuedResponse.STOP_AND_RETURN, bool_result=decision.verdict is Verdict.ALLOW
+    )
+
+
+def loggable_user(username: str) -> str:
+    """Our instance ids are not secret; anything else might be a mistyped password."""
+    return username if is_ours(username) else f"<not an instance id, {len(username)} chars>"
+
+
+class HookProvider:
+    def __init__(
+        self,
+        *,
+        settings: ExhookSettings,
+        index: TenantIndex,
+        verifier: Verifier,
+        metrics: ExhookMetrics,
+        clock: Clock = utc_clock,
+    ) -> None:
+        self._index = index
+        self._verifier = verifier
+        self._metrics = metrics
+        self._clock = clock
+        self._ignore_unknown = settings.unknown_user_action is UnknownUserAction.IGNORE
+        self._queue_timeout = settings.verify_queue_timeout
+        self._margin = settings.deadline_margin
+        self._sheds = 0
+        self._last_overload_log = -OVERLOAD_LOG_INTERVAL
+
+    # -- the two hooks we register ------------------------------------------------
+
+    async def OnProviderLoaded(
+        self, request: pb.ProviderLoadedRequest, context: Context
+    ) -> pb.LoadedResponse:
+        log.info(
+            "provider loaded by EMQX %s on %s; registering %s",
+            request.broker.version,
+            request.meta.node,
+            ", ".join(HOOKS),
+        )
+        return pb.LoadedResponse(hooks=[pb.HookSpec(name=name) for name in HOOKS])
+
+    async def OnClientAuthenticate(
+        self, request: pb.ClientAuthenticateRequest, context: Context
+    ) -> pb.ValuedResponse:
+        started = time.perf_counter()
+        info = request.clientinfo
+        try:
+            decision = await self._authenticate(
+                info.username, info.password, info.clientid, context
+            )
+        except Exception:
+            log.exception("authenticate failed for %s", loggable_user(info.username))
+            decision = deny(Reason.INTERNAL_ERROR)
+        self._done(AUTHENTICATE, decision, started, info.username)
+        return valued(decision)
+
+    async def OnClientAuthorize(
+        self, request: pb.ClientAuthorizeRequest, context: Context
+    ) -> pb.ValuedResponse:
+        started = time.perf_counter()
+        info = request.clientinfo
+        try:
+            decision = decide_authorize(
+                info.username,
+                info.mountpoint,
+                request.topic,
+                request.meta.version,
+                synced=self._index.synced,
+                tenant=self._index.get(info.username),
+                now=self._clock(),
+                ignore_unknown=self._ignore_unknown,
+            )
+        except Exception:
+            log.exception("authorize failed for %s", loggable_user(info.username))
+            decision = deny(Reason.INTERNAL_ERROR)
+        self._done(AUTHORIZE, decision, started, info.username)
+        return valued(decision)
+
+    async def _authenticate(
+        self, username: str, password: str, clientid: str, context: Context
+    ) -> Decision:
+        plan = plan_authenticate(
+            username,
+            password,
+            clientid,
+            synced=self._index.synced,
+            tenant=self._index.get(username),
+            now=self._clock(),
+            ignore_unknown=self._ignore_unknown,
+        )
+        if isinstance(plan, Decision):
+            return plan
+        if (
+            plan.tenant is not None
+            and plan.cacheable
+            and self._verifier.cached(plan.tenant, password)
+        ):
+            return Decision(Verdict.ALLOW, Reason.CACHED)
+        try:
+            matched = await self._verifier.verify(
+                plan.password_hash, password, budget=self._budget(context)
+            )
+        except Overloaded:
+            return deny(Reason.OVERLOADED)
+        return self._settle(plan, matched, password)
+
+    def _settle(self, plan: VerifyPlan, matched: bool, password: str) -> Decision:
+        # The record may have changed during the verify: judge by the index as it is now.
+        current = None if plan.tenant is None else self._index.get(plan.tenant.instance_id)
+        decision = conclude(plan, matched, current=current, now=self._clock())
+        if decision.allowed and current is not None:
+            self._verifier.remember(current, password)
+        return decision
+
+    def _budget(self, context: Context) -> float:
+        """How long a call may wait for a verify worker: the configured bound, and never
+        past EMQX's deadline (minus a margin to get the answer back)."""
+        remaining: float | None = context.time_remaining()
+        if remaining is None:
+            return self._queue_timeout
+        return min(self._queue_timeout, remaining - self._margin)
+
+    def _done(self, hook: str, decision: Decision, started: float, username: str) -> None:
+        elapsed = time.perf_counter() - started
+        self._metrics.observe(hook, decision, elapsed)
+        if decision.reason is Reason.OVERLOADED:
+            self._note_overload()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s: %s for %s (%.1f ms)",
+                hook,
+                decision.verdict.value,
+                decision.reason.value,
+                loggable_user(username),
+                elapsed * 1000,
+            )
+
+    def _note_overload(self) -> None:
+        """One warning per OVERLOAD_LOG_INTERVAL, not one per shed call."""
+        self._sheds += 1
+        now = time.monotonic()
+        if now - self._last_overload_log >= OVERLOAD_LOG_INTERVAL:
+            log.warning(
+                "overloaded: %d authenticate calls denied since the last report (%d workers)",
+                self._sheds,
+                self._verifier.workers,
+            )
+            self._sheds = 0
+            self._last_overload_log = now
+
+    # -- never registered: cheap answers in case EMQX calls anyway ---------------
+
+    async def OnProviderUnloaded(
+        self, request: pb.ProviderUnloadedRequest, context: Context
+    ) -> pb.EmptySuccess:
+        log.info("provider unloaded by EMQX on %s", request.meta.node)
+        return _EMPTY
+
+    async def OnClientConnect(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnClientConnack(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnClientConnected(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnClientDisconnected(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnClientSubscribe(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnClientUnsubscribe(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnSessionCreated(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnSessionSubscribed(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnSessionUnsubscribed(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnSessionResumed(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnSessionDiscarded(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnSessionTakenover(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnSessionTerminated(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnMessagePublish(self, request: Any, context: Context) -> pb.ValuedResponse:
+        return _IGNORE  # the message goes on unchanged
+
+    async def OnMessageDelivered(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnMessageDropped(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+    async def OnMessageAcked(self, request: Any, context: Context) -> pb.EmptySuccess:
+        return _EMPTY
+
+
+def rpc_types() -> dict[str, tuple[type[Message], type[Message]]]:
+    """Every RPC of the service, read from the proto itself: name -> (request, response)."""
+    service = pb.DESCRIPTOR.services_by_name["HookProvider"]
+    return {
+        method.name: (getattr(pb, method.input_type.name), getattr(pb, method.output_type.name))
+        for method in service.methods
+    }
+
+
+def add_to_server(provider: HookProvider, server: grpc.aio.Server) -> None:
+    """Register every RPC of `emqx.exhook.v3.HookProvider` (what the generated
+    `add_HookProviderServicer_to_server` does, without its untyped code)."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(provider, name),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+        for name, (request, response) in rpc_types().items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

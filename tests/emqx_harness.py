@@ -1,0 +1,280 @@
+"""A test client that plays EMQX 6 against a real ExHook port.
+
+It speaks `emqx.exhook.v3.HookProvider` over a grpc.aio channel, fills the requests the
+way EMQX's `emqx_exhook_handler` does (shared/research/emqx.md §2), and reads the
+answers the way EMQX reads them (§2.1): IGNORE, or a type without `bool_result`, is
+"ignore"; otherwise the boolean is the verdict.
+
+What EMQX does to the client's data before asking (our emqx-config):
+- `mqtt.client_attrs_init` sets `tns = username`;
+- `mqtt.clientid_override = concat([client_attrs.tns, '-', clientid])`, so the hook
+  sees `<username>-<client's own id>`;
+- at `client.authenticate` the mountpoint is not resolved yet: `""` on 6.1+
+  (`namespace_as_mountpoint`), the raw listener template on 6.0;
+- at `client.authorize` it is `<tns>/`; the topic is the shared subscription's real
+  topic (`$share/g/t` -> `t`), `$delayed/<n>/t` -> `t`, and on 6.1+ with
+  `authorization.include_mountpoint = true` it is mounted: `<tns>/t`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from exhook.server import ExhookRuntime
+from exhook.service import Clock, utc_clock
+from exhook.settings import ExhookSettings
+from exhook.verifier import VerifyFn
+from exhook.wire import exhook_pb2 as pb
+from tenants.hashing import verify_password
+from tenants.store import TenantStore
+
+SERVICE = "emqx.exhook.v3.HookProvider"
+LISTENER_TEMPLATE_60 = "${client_attrs.tns}/"  # 6.0's listener mountpoint, unrendered at authn
+R = TypeVar("R", bound=Message)
+
+ALLOW, DENY, IGNORE = "allow", "deny", "ignore"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A ValuedResponse as EMQX reads it."""
+
+    type: int
+    value: bool | None
+
+    @classmethod
+    def of(cls, response: pb.ValuedResponse) -> Answer:
+        value = response.bool_result if response.WhichOneof("value") == "bool_result" else None
+        return cls(response.type, value)
+
+    @property
+    def verdict(self) -> str:
+        if self.type == pb.ValuedResponse.IGNORE or self.value is None:
+            return IGNORE
+        return ALLOW if self.value else DENY
+
+    @property
+    def explicit(self) -> bool:
+        """STOP_AND_RETURN with the boolean set: the only form we ever want to allow/deny with."""
+        return self.type == pb.ValuedResponse.STOP_AND_RETURN and self.value is not None
+
+
+def mounted_topic_for_authz(topic: str, tns: str, version: str) -> str:
+    """The topic EMQX passes to `client.authorize` for a client topic (see module doc)."""
+    share = re.match(r"^\$(?:share/[^/]+|queue)/(.*)$", topic)
+    if share:
+        topic = share[1]
+    delayed = re.match(r"^\$delayed/[^/]+/(.*)$", topic)
+    if delayed:
+        topic = delayed[1]
+    major_minor = re.match(r"^[ve]?(\d+)\.(\d+)", version)
+    if major_minor and (int(major_minor[1]), int(major_minor[2])) >= (6, 1):
+        return f"{tns}/{topic}"
+    return topic
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+class FakeEmqx:
+    """One EMQX node's gRPC client for one ExHook server."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        version: str = "6.2.2",
+        node: str = "emqx@127.0.0.1",
+        request_timeout: float = 5.0,
+        root_certificates: bytes | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        self.target = target
+        self.version = version
+        self.node = node
+        self.request_timeout = request_timeout
+        if root_certificates is None:
+            self.channel = grpc.aio.insecure_channel(target)
+        else:
+            options = (
+                [] if server_name is None else [("grpc.ssl_target_name_override", server_name)]
+            )
+            credentials = grpc.ssl_channel_credentials(root_certificates)
+            self.channel = grpc.aio.secure_channel(target, credentials, options=options)
+
+    async def __aenter__(self) -> FakeEmqx:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    def meta(self, version: str | None = None) -> pb.RequestMeta:
+        return pb.RequestMeta(
+            node=self.node,
+            version=self.version if version is None else version,
+            sysdescr="EMQX",
+            cluster_name="emqxcl",
+        )
+
+    async def call(
+        self, method: str, request: Message, response_type: type[R], timeout: float | None = None
+    ) -> R:
+        rpc = self.channel.unary_unary(
+            f"/{SERVICE}/{method}",
+            request_serializer=_serialize,
+            response_deserializer=response_type.FromString,
+        )
+        response: R = await rpc(request, timeout=timeout or self.request_timeout)
+        return response
+
+    async def call_raw(self, method: str, payload: bytes) -> bytes:
+        """Send already-serialized bytes (for inputs a typed message cannot hold)."""
+        rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
+        rpc = self.channel.unary_unary(f"/{SERVICE}/{method}")
+        result: bytes = await rpc(payload, timeout=self.request_timeout)
+        return result
+
+    async def load(self) -> list[str]:
+        """OnProviderLoaded: the hook names EMQX would register."""
+        request = pb.ProviderLoadedRequest(
+            broker=pb.BrokerInfo(
+                version=self.version, sysdescr="EMQX", uptime=1000, datetime="2026-01-01 00:00:00"
+            ),
+            meta=self.meta(),
+        )
+        response = await self.call("OnProviderLoaded", request, pb.LoadedResponse)
+        return [hook.name for hook in response.hooks]
+
+    async def authenticate_info(
+        self, clientinfo: pb.ClientInfo, *, chain_result: bool = False, timeout: float | None = None
+    ) -> Answer:
+        """OnClientAuthenticate with a ClientInfo as given. `chain_result` is what the
+        authn chain decided before us (False: our empty built-in-database authenticator)."""
+        request = pb.ClientAuthenticateRequest(
+            clientinfo=clientinfo, result=chain_result, meta=self.meta()
+        )
+        response = await self.call(
+            "OnClientAuthenticate", request, pb.ValuedResponse, timeout=timeout
+        )
+        return Answer.of(response)
+
+    def clientinfo(self, username: str, clientid: str, *, password: str = "") -> pb.ClientInfo:
+        parsed = re.match(r"^[ve]?(\d+)\.(\d+)", self.version)
+        mounted_at_authn = parsed is not None and (int(parsed[1]), int(parsed[2])) < (6, 1)
+        return pb.ClientInfo(
+            node=self.node,
+            clientid=clientid,
+            username=username,
+            password=password,
+            peerhost="127.0.0.1",
+            sockport=1883,
+            peerport=50000,
+            protocol="mqtt",
+            mountpoint=LISTENER_TEMPLATE_60 if mounted_at_authn else "",
+        )
+
+    async def connect(
+        self,
+        username: str,
+        password: str,
+        client_id: str = "sensor-1",
+        *,
+        override: bool = True,
+        timeout: float | None = None,
+    ) -> Answer:
+        """A CONNECT as EMQX asks about it: `override` applies clientid_override."""
+        clientid = f"{username}-{client_id}" if override else client_id
+        info = self.clientinfo(username, clientid, password=password)
+        return await self.authenticate_info(info, timeout=timeout)
+
+    async def authorize(
+        self,
+        username: str,
+        topic: str,
+        *,
+        action: str = "publish",
+        client_id: str = "sensor-1",
+        mountpoint: str | None = None,
+        version: str | None = None,
+        raw_topic: bool = False,
+    ) -> Answer:
+        """A PUBLISH/SUBSCRIBE check for the client topic `topic`, shaped as EMQX shapes
+        it for `version` (`raw_topic` sends `topic` untouched)."""
+        version = self.version if version is None else version
+        tns_mountpoint = f"{username}/" if mountpoint is None else mountpoint
+        info = self.clientinfo(username, f"{username}-{client_id}")
+        info.mountpoint = tns_mountpoint
+        shown = topic if raw_topic else mounted_topic_for_authz(topic, username, version)
+        kind = pb.ClientAuthorizeRequest.PUBLISH
+        if action == "subscribe":
+            kind = pb.ClientAuthorizeRequest.SUBSCRIBE
+        request = pb.ClientAuthorizeRequest(
+            clientinfo=info, type=kind, topic=shown, result=False, meta=self.meta(version)
+        )
+        return Answer.of(await self.call("OnClientAuthorize", request, pb.ValuedResponse))
+
+    async def health(self, service: str = "") -> int:
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        status: int = response.status
+        return status
+
+
+def exhook_settings(**overrides: Any) -> ExhookSettings:
+    """Settings for an in-process server on free loopback ports."""
+    base = ExhookSettings(
+        addr=("127.0.0.1", 0),
+        http_addr=("127.0.0.1", 0),
+        verify_workers=2,
+        shutdown_grace=1.0,
+    )
+    return replace(base, **overrides)
+
+
+@asynccontextmanager
+async def running_exhook(
+    store: TenantStore,
+    *,
+    verify_fn: VerifyFn = verify_password,
+    clock: Clock = utc_clock,
+    synced: bool = True,
+    version: str = "6.2.2",
+    **overrides: Any,
+) -> AsyncIterator[tuple[ExhookRuntime, FakeEmqx]]:
+    """The real runtime on `store` and an EMQX client connected to it."""
+    async with ExhookRuntime(
+        exhook_settings(**overrides), store, verify_fn=verify_fn, clock=clock
+    ) as runtime:
+        if synced:
+            assert await runtime.sync.wait_synced(10), "the index did not sync"
+        async with FakeEmqx(f"127.0.0.1:{runtime.grpc_port}", version=version) as emqx:
+            yield runtime, emqx
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], expect: T, *, timeout: float = 1.0, interval: float = 0.02
+) -> T:
+    """Poll `probe` until it returns `expect` (then return it) or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value == expect or time.monotonic() >= deadline:
+            return value
+        await asyncio.sleep(interval)
