@@ -1,0 +1,104 @@
+{{/* The chart's name. */}}
+{{- define "zero-emqx.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release's full name: the prefix of every object. */}}
+{{- define "zero-emqx.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "zero-emqx.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every object. */}}
+{{- define "zero-emqx.labels" -}}
+helm.sh/chart: {{ include "zero-emqx.chart" . }}
+app.kubernetes.io/name: {{ include "zero-emqx.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one component: call with (dict "ctx" $ "component" "exhook"). */}}
+{{- define "zero-emqx.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "zero-emqx.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "zero-emqx.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "zero-emqx.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "zero-emqx.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "zero-emqx.emqxApiSecretName" -}}
+{{- default (printf "%s-emqx-api" (include "zero-emqx.fullname" .)) .Values.emqxApi.existingSecret -}}
+{{- end -}}
+
+{{- define "zero-emqx.ipHashSecretName" -}}
+{{- default (printf "%s-ip-hash" (include "zero-emqx.fullname" .)) .Values.ipHashKey.existingSecret -}}
+{{- end -}}
+
+{{- define "zero-emqx.ipHashSecretKey" -}}
+{{- if .Values.ipHashKey.existingSecret -}}
+{{- .Values.ipHashKey.secretKey -}}
+{{- else -}}
+ip-hash-key
+{{- end -}}
+{{- end -}}
+
+{{/*
+A value of an existing Secret (base64-decoded), or "" when the Secret or key is missing
+or when rendering without a cluster (helm template): (dict "ctx" $ "name" n "key" k).
+*/}}
+{{- define "zero-emqx.existingSecretValue" -}}
+{{- $secret := lookup "v1" "Secret" .ctx.Release.Namespace .name -}}
+{{- if and $secret $secret.data (hasKey $secret.data .key) -}}
+{{- index $secret.data .key | b64dec -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pod-level settings both Deployments share: (dict "ctx" $ "pod" .Values.exhook). */}}
+{{- define "zero-emqx.podScheduling" -}}
+{{- with .pod.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .pod.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
