@@ -4,6 +4,7 @@ them with the liveness and readiness probes (`/healthz`, `/readyz`, `/metrics`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -49,9 +50,47 @@ class ExhookMetrics:
         )
         return value or 0.0
 
+    def watch_lifecycle(self, lifecycle: LifecycleCounters) -> None:
+        """Export the lifecycle's counters (kicks, reaps, reconciles)."""
+        self.registry.register(_LifecycleCollector(lifecycle))
+
     def watch(self, index: TenantIndex, verifier: Verifier, sync: IndexSync | None) -> None:
         """Export the live state of the index, its sync task and the verifier."""
         self.registry.register(_StateCollector(index, verifier, sync))
+
+
+class LifecycleCounters(Protocol):
+    @property
+    def kicks_ok(self) -> int: ...
+    @property
+    def kick_retries(self) -> int: ...
+    @property
+    def namespaces_removed(self) -> int: ...
+    @property
+    def reaped(self) -> int: ...
+    @property
+    def reconcile_runs(self) -> int: ...
+    @property
+    def pending_jobs(self) -> int: ...
+
+
+class _LifecycleCollector(Collector):
+    def __init__(self, lifecycle: LifecycleCounters) -> None:
+        self._lifecycle = lifecycle
+
+    def collect(self) -> Iterable[Metric]:
+        work = self._lifecycle
+        for name, help_text, value in (
+            ("kicks", "Kick jobs EMQX confirmed.", work.kicks_ok),
+            ("kick_retries", "Kick job attempts that had to be retried.", work.kick_retries),
+            ("namespaces_removed", "EMQX namespaces removed.", work.namespaces_removed),
+            ("reaped", "Expired records deleted.", work.reaped),
+            ("reconcile_runs", "Reconcile passes over EMQX's namespaces.", work.reconcile_runs),
+        ):
+            yield CounterMetricFamily(f"{PREFIX}_{name}", help_text, value)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_kick_jobs_pending", "Kick jobs waiting or retrying.", work.pending_jobs
+        )
 
 
 class _StateCollector(Collector):

@@ -20,6 +20,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from exhook.lookup import StoreLookup
 from exhook.observability import ExhookMetrics, create_http_app
 from exhook.service import SERVICE_NAME, Clock, HookProvider, add_to_server, utc_clock
 from exhook.settings import ExhookSettings
@@ -86,11 +87,17 @@ def create_server(
     *,
     clock: Clock = utc_clock,
     options: tuple[tuple[str, int], ...] = SERVER_OPTIONS,
+    lookup: StoreLookup | None = None,
 ) -> GrpcServer:
     """Build the server and bind `settings.addr` (TLS when cert and key are set)."""
     server = grpc.aio.server(options=options)
     provider = HookProvider(
-        settings=settings, index=index, verifier=verifier, metrics=metrics, clock=clock
+        settings=settings,
+        index=index,
+        verifier=verifier,
+        metrics=metrics,
+        clock=clock,
+        lookup=lookup,
     )
     add_to_server(provider, server)
     health_servicer = health.aio.HealthServicer()
@@ -138,6 +145,7 @@ class ExhookRuntime:
             verify_fn=verify_fn,
         )
         self.index.add_listener(self.verifier.cache.on_index_change)
+        self.lookup = StoreLookup(store, rate=settings.lookup_rate)
         self.metrics.watch(self.index, self.verifier, self.sync)
         self._clock = clock
         self._attach = tuple(attach)
@@ -165,7 +173,12 @@ class ExhookRuntime:
                 await stack.enter_async_context(context)
             await self._start_http(stack)
             self.grpc = create_server(
-                self.settings, self.index, self.verifier, self.metrics, clock=self._clock
+                self.settings,
+                self.index,
+                self.verifier,
+                self.metrics,
+                clock=self._clock,
+                lookup=self.lookup,
             )
             await self.grpc.start()
             stack.push_async_callback(self._stop_grpc, self.grpc)

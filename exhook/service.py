@@ -8,6 +8,7 @@ everyone when the authn chain is empty.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -31,11 +32,13 @@ from exhook.decision import (
     is_ours,
     plan_authenticate,
 )
+from exhook.lookup import StoreLookup
 from exhook.observability import ExhookMetrics
 from exhook.settings import ExhookSettings, UnknownUserAction
 from exhook.verifier import Overloaded, Verifier
 from exhook.wire import exhook_pb2 as pb
 from tenants.index import TenantIndex
+from tenants.record import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +77,10 @@ class HookProvider:
         verifier: Verifier,
         metrics: ExhookMetrics,
         clock: Clock = utc_clock,
+        lookup: StoreLookup | None = None,
     ) -> None:
         self._index = index
+        self._lookup = lookup
         self._verifier = verifier
         self._metrics = metrics
         self._clock = clock
@@ -119,13 +124,17 @@ class HookProvider:
         started = time.perf_counter()
         info = request.clientinfo
         try:
+            tenant = self._index.get(info.username)
+            unseen = tenant is None and self._index.synced and is_ours(info.username)
+            if unseen and self._lookup is not None:  # admitted before the watch saw it
+                tenant = await self._lookup.get(info.username)
             decision = decide_authorize(
                 info.username,
                 info.mountpoint,
                 request.topic,
                 request.meta.version,
                 synced=self._index.synced,
-                tenant=self._index.get(info.username),
+                tenant=tenant,
                 now=self._clock(),
                 ignore_unknown=self._ignore_unknown,
             )
@@ -149,6 +158,8 @@ class HookProvider:
         )
         if isinstance(plan, Decision):
             return plan
+        if plan.failure is Reason.NO_SUCH_TENANT and self._lookup is not None:
+            return await self._authenticate_unseen(username, password, clientid, plan, context)
         if (
             plan.tenant is not None
             and plan.cacheable
@@ -163,9 +174,48 @@ class HookProvider:
             return deny(Reason.OVERLOADED)
         return self._settle(plan, matched, password)
 
-    def _settle(self, plan: VerifyPlan, matched: bool, password: str) -> Decision:
+    async def _authenticate_unseen(
+        self, username: str, password: str, clientid: str, plan: VerifyPlan, context: Context
+    ) -> Decision:
+        """A username shaped like ours that the index lacks: read the store while the
+        decoy verify runs (so this takes as long as a known tenant), and if the record
+        is there after all (created a moment ago), verify against it."""
+        assert self._lookup is not None
+        try:
+            decoy, found = await asyncio.gather(
+                self._verifier.verify(plan.password_hash, password, budget=self._budget(context)),
+                self._lookup.get(username),
+            )
+        except Overloaded:
+            return deny(Reason.OVERLOADED)
+        if found is None or self._index.get(username) is not None:
+            return self._settle(plan, decoy, password)
+        fresh = plan_authenticate(
+            username,
+            password,
+            clientid,
+            synced=True,
+            tenant=found,
+            now=self._clock(),
+            ignore_unknown=self._ignore_unknown,
+        )
+        if isinstance(fresh, Decision):
+            return fresh
+        try:
+            matched = await self._verifier.verify(
+                fresh.password_hash, password, budget=self._budget(context)
+            )
+        except Overloaded:
+            return deny(Reason.OVERLOADED)
+        # Judge by the index if the watch has caught up meanwhile, else by what was read.
+        return self._settle(fresh, matched, password, current=self._index.get(username) or found)
+
+    def _settle(
+        self, plan: VerifyPlan, matched: bool, password: str, current: Tenant | None = None
+    ) -> Decision:
         # The record may have changed during the verify: judge by the index as it is now.
-        current = None if plan.tenant is None else self._index.get(plan.tenant.instance_id)
+        if current is None and plan.tenant is not None:
+            current = self._index.get(plan.tenant.instance_id)
         decision = conclude(plan, matched, current=current, now=self._clock())
         if decision.allowed and current is not None:
             self._verifier.remember(current, password)

@@ -39,6 +39,7 @@ class ExhookSettings:
     verify_queue_timeout: float = 2.0  # VERIFY_QUEUE_TIMEOUT_SECONDS
     deadline_margin: float = 0.25  # EXHOOK_DEADLINE_MARGIN_SECONDS: kept free of EMQX's deadline
     shutdown_grace: float = 5.0  # EXHOOK_SHUTDOWN_GRACE_SECONDS: in-flight calls may finish
+    lookup_rate: float = 20.0  # EXHOOK_LOOKUP_RATE: store reads/s for ids the index lacks
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -78,6 +79,7 @@ class ExhookSettings:
             verify_queue_timeout=env_float(env, "VERIFY_QUEUE_TIMEOUT_SECONDS", 2.0, minimum=0.001),
             deadline_margin=env_float(env, "EXHOOK_DEADLINE_MARGIN_SECONDS", 0.25),
             shutdown_grace=env_float(env, "EXHOOK_SHUTDOWN_GRACE_SECONDS", 5.0),
+            lookup_rate=env_float(env, "EXHOOK_LOOKUP_RATE", 20.0),
         )
 
     def read_tls(self) -> tuple[bytes, bytes] | None:

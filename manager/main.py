@@ -8,7 +8,6 @@ import dataclasses
 import logging
 import os
 import secrets
-import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -77,9 +76,3 @@ async def running_manager(
 async def serve(settings: ManagerSettings, store: TenantStore, stop: asyncio.Event) -> None:
     async with running_manager(settings, store):
         await stop.wait()
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)

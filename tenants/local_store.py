@@ -10,6 +10,7 @@ an older revision gets WatchExpired and relists, as with Kubernetes' 410 Gone.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import json
 import logging
@@ -18,7 +19,6 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-import builtins
 from typing import Any, TypeVar
 
 from tenants.credentials import is_instance_id

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +18,7 @@ import h2.connection
 import h2.events
 import pytest
 
-from exhook.main import main, serve
+from exhook.main import serve
 from exhook.observability import ExhookMetrics
 from exhook.server import SERVER_OPTIONS, ExhookRuntime, create_server
 from exhook.settings import ExhookSettings
@@ -29,6 +26,7 @@ from exhook.verifier import Verifier
 from tenants.errors import ConfigError, StoreUnavailable
 from tenants.index import TenantIndex
 from tenants.local_store import LocalStore
+from tenants.record import Tenant
 from tenants.store import Change, Listing, TenantStore
 from tests.conftest import Minted
 from tests.emqx_harness import ALLOW, DENY, FakeEmqx, eventually, exhook_settings, running_exhook
@@ -192,7 +190,7 @@ async def test_a_taken_port_fails_loudly() -> None:
 
 
 class FlakyStore:
-    """Wraps a store: `gate` holds the first list back; `down` makes list and watch fail."""
+    """Wraps a store: `gate` holds the first list back; `down` makes list, watch and get fail."""
 
     def __init__(self, inner: TenantStore) -> None:
         self.inner = inner
@@ -210,6 +208,11 @@ class FlakyStore:
             if self.down:
                 raise StoreUnavailable("test: store down")
             yield change
+
+    async def get(self, instance_id: str) -> Tenant | None:
+        if self.down:
+            raise StoreUnavailable("test: store down")
+        return await self.inner.get(instance_id)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
@@ -360,56 +363,6 @@ async def test_serve_runs_until_stop(store: TenantStore) -> None:
         assert await eventually(connect, ALLOW, timeout=5) == ALLOW
         stop.set()
         await asyncio.wait_for(serving, 5)
-
-
-def test_main_refuses_bad_settings(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("EXHOOK_TLS_CERT", "/cert.pem")
-    monkeypatch.delenv("EXHOOK_TLS_KEY", raising=False)
-    assert main() == 2
-    assert "EXHOOK_TLS_KEY" in capsys.readouterr().err
-
-
-async def test_the_console_entry_point_stops_on_sigterm(tmp_path: Path) -> None:
-    grpc_port, http_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-        "ZERO_EMQX_STORE": "local",
-        "ZERO_EMQX_DATA_DIR": str(tmp_path / "data"),
-        "EXHOOK_ADDR": f"127.0.0.1:{grpc_port}",
-        "EXHOOK_HTTP_ADDR": f"127.0.0.1:{http_port}",
-        "EXHOOK_SHUTDOWN_GRACE_SECONDS": "1",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exhook.main",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-
-        async def ready() -> int:
-            try:
-                return (await http_get(http_port, "/readyz"))[0]
-            except aiohttp.ClientError:
-                return 0
-
-        assert await eventually(ready, 200, timeout=20, interval=0.1) == 200
-        async with FakeEmqx(f"127.0.0.1:{grpc_port}") as emqx:
-            assert await emqx.load() == ["client.authenticate", "client.authorize"]
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 10) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.stderr is not None
-    log = (await process.stderr.read()).decode()
-    assert "exhook stopped" in log
 
 
 async def test_attached_work_lives_inside_the_runtime(store: TenantStore) -> None:

@@ -1,0 +1,317 @@
+"""The slice of EMQX's REST API (`/api/v5`) the ExHook uses to kick sessions and drop namespaces.
+
+Contract, as read in emqx/emqx tag 6.2.2:
+
+- `DELETE /mt/ns/{ns}` (`apps/emqx_mt/src/emqx_mt_api.erl`, scope `cluster_operations`)
+  answers 204 whether or not the namespace exists, and starts EMQX's asynchronous kicker
+  for the namespace's clients; 404 only comes from a cluster without the `/mt` routes.
+- `POST /mt/ns/{ns}/kick_all_clients`: 202 started, 409 "Kick process already underway",
+  404 "Namespace not found".
+- `GET /mt/ns_list?last_ns=&limit=`: a JSON array of names in key order; `last_ns` is an
+  exclusive cursor.
+- `GET /clients?username=&page=&limit=` (`emqx_mgmt_api_clients.erl`, scope `connections`):
+  `{"data": [...], "meta": {"page", "limit", "hasnext", ...}}`.
+- `POST /clients/kickout/bulk` with a JSON array of client ids: 204.
+- 401 `BAD_API_KEY_OR_SECRET` for a wrong key/secret, 403 `UNAUTHORIZED_ROLE` for a key
+  without the path's scope (`apps/emqx_dashboard/src/emqx_dashboard.erl`).
+
+Every answer maps to an `Outcome` (DONE, GONE, BUSY: all progress) or an `EmqxApiError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from tenants.errors import ConfigError, ZeroEmqxError
+from tenants.settings import env_float
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v5"
+NS_PAGE_SIZE = 500  # ns_list has no enforced maximum in 6.2.2; stay well under MAX_PAGE_SIZE
+CLIENT_PAGE_SIZE = 1000  # /clients allows up to 10000
+KICK_BATCH = 1000
+MAX_CLIENT_PAGES = 1000
+
+
+@dataclass(frozen=True)
+class EmqxApiSettings:
+    """EMQX_API_URL unset: no REST calls at all (lifecycle kicks disabled)."""
+
+    url: str | None = None  # EMQX_API_URL, e.g. http://emqx-dashboard:18083
+    key: str = ""  # EMQX_API_KEY
+    secret: str = field(default="", repr=False)  # EMQX_API_SECRET
+    timeout_seconds: float = 5.0  # EMQX_API_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.url is None:
+            return
+        parts = urlsplit(self.url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(f"EMQX_API_URL must be an http(s) URL, got {self.url!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError("EMQX_API_URL must not carry credentials; use EMQX_API_KEY/SECRET")
+        if parts.query or parts.fragment:
+            raise ConfigError("EMQX_API_URL must not have a query or fragment")
+        if not self.key or not self.secret:
+            raise ConfigError("EMQX_API_URL needs EMQX_API_KEY and EMQX_API_SECRET")
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+    @property
+    def base_url(self) -> str:
+        """The `/api/v5` root, whether or not EMQX_API_URL already ends with it."""
+        root = (self.url or "").rstrip("/")
+        return root if root.endswith(API_PREFIX) else root + API_PREFIX
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> EmqxApiSettings:
+        env = os.environ if environ is None else environ
+        url = env.get("EMQX_API_URL", "").strip()
+        return cls(
+            url=url or None,
+            key=env.get("EMQX_API_KEY", "").strip(),
+            secret=env.get("EMQX_API_SECRET", "").strip(),
+            timeout_seconds=env_float(env, "EMQX_API_TIMEOUT_SECONDS", 5.0, minimum=0.001),
+        )
+
+
+class Outcome(StrEnum):
+    DONE = "done"  # 204/202: done or started
+    GONE = "gone"  # 404: nothing there (any more)
+    BUSY = "busy"  # 409: a kick of that namespace is already running; re-check later
+
+
+class EmqxApiError(ZeroEmqxError):
+    """A REST call did not make progress; worth retrying later."""
+
+
+class EmqxUnavailable(EmqxApiError):
+    """Connection refused or dropped, or a 5xx answer."""
+
+
+class EmqxTimeout(EmqxApiError):
+    """No answer within EMQX_API_TIMEOUT_SECONDS."""
+
+
+class EmqxAuthError(EmqxApiError):
+    """401/403: the API key, its secret or its scopes are wrong (a misconfiguration)."""
+
+
+class EmqxRequestError(EmqxApiError):
+    """Any other unexpected status, or a body that does not follow the contract."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmqxClient:
+    """One row of `GET /clients`: enough to tell one session from a later one."""
+
+    clientid: str
+    username: str
+    connected_at: str = ""
+
+
+class EmqxApi(Protocol):
+    async def delete_namespace(self, ns: str) -> Outcome: ...
+
+    async def kick_namespace(self, ns: str) -> Outcome: ...
+
+    def list_namespaces(self) -> AsyncIterator[str]: ...
+
+    async def list_clients(self, username: str) -> list[EmqxClient]: ...
+
+    async def kick_clients(self, clientids: Sequence[str]) -> Outcome: ...
+
+    async def ping(self) -> None: ...
+
+
+_SCOPES = {"/mt": "cluster_operations", "/clients": "connections"}
+
+
+def _scope_for(path: str) -> str:
+    return next((s for prefix, s in _SCOPES.items() if path.startswith(prefix)), "system")
+
+
+def _describe(response: httpx.Response) -> str:
+    """`CODE: message` from EMQX's error body, or the status line; never request headers."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and ("code" in body or "message" in body):
+        return f"{body.get('code', '')}: {str(body.get('message', ''))[:200]}"
+    return response.reason_phrase or str(response.status_code)
+
+
+class HttpxEmqxApi:
+    """`EmqxApi` over httpx with Basic auth (API key and secret)."""
+
+    def __init__(
+        self, settings: EmqxApiSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        if not settings.enabled:
+            raise ConfigError("EMQX_API_URL is not set")
+        self.settings = settings
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url,
+            auth=httpx.BasicAuth(settings.key, settings.secret),
+            timeout=httpx.Timeout(settings.timeout_seconds),
+            headers={"Accept": "application/json"},
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpxEmqxApi({self.settings.base_url!r})"
+
+    async def __aenter__(self) -> HttpxEmqxApi:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(
+        self, method: str, path: str, *, ok: Sequence[int], what: str, **kwargs: Any
+    ) -> httpx.Response:
+        """The response when its status is in `ok` or 404/409; an EmqxApiError otherwise."""
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise EmqxTimeout(
+                f"EMQX API did not answer {what} within {self.settings.timeout_seconds}s"
+            ) from None
+        except httpx.TransportError as exc:
+            raise EmqxUnavailable(f"EMQX API unreachable for {what}: {exc!r}") from None
+        status = response.status_code
+        if status in ok or status in (404, 409):
+            return response
+        if status == 401:
+            message = (
+                f"EMQX refused the API key for {what} (401 {_describe(response)}):"
+                " check EMQX_API_KEY and EMQX_API_SECRET"
+            )
+            log.error("%s", message)
+            raise EmqxAuthError(message)
+        if status == 403:
+            message = (
+                f"EMQX API key may not {what} (403 {_describe(response)}):"
+                f" it needs the {_scope_for(path)!r} scope"
+            )
+            log.error("%s", message)
+            raise EmqxAuthError(message)
+        if status >= 500:
+            raise EmqxUnavailable(f"EMQX API failed {what}: {status} {_describe(response)}")
+        raise EmqxRequestError(f"EMQX API refused {what}: {status} {_describe(response)}")
+
+    @staticmethod
+    def _outcome(response: httpx.Response) -> Outcome:
+        if response.status_code == 404:
+            return Outcome.GONE
+        if response.status_code == 409:
+            return Outcome.BUSY
+        return Outcome.DONE
+
+    async def delete_namespace(self, ns: str) -> Outcome:
+        path = f"/mt/ns/{quote(ns, safe='')}"
+        response = await self._call("DELETE", path, ok=(200, 204), what=f"delete namespace {ns}")
+        return self._outcome(response)
+
+    async def kick_namespace(self, ns: str) -> Outcome:
+        path = f"/mt/ns/{quote(ns, safe='')}/kick_all_clients"
+        what = f"kick the clients of namespace {ns}"
+        response = await self._call("POST", path, ok=(200, 202, 204), what=what)
+        return self._outcome(response)
+
+    async def list_namespaces(self) -> AsyncIterator[str]:
+        last: str | None = None
+        while True:
+            params: dict[str, str | int] = {"limit": NS_PAGE_SIZE}
+            if last is not None:
+                params["last_ns"] = last
+            response = await self._call(
+                "GET", "/mt/ns_list", ok=(200,), what="list namespaces", params=params
+            )
+            if response.status_code != 200:
+                raise EmqxRequestError(
+                    f"EMQX API cannot list namespaces: {response.status_code}"
+                    f" {_describe(response)} (is the emqx_mt app running?)"
+                )
+            page = _json(response, "namespace list")
+            if not isinstance(page, list) or not all(isinstance(n, str) for n in page):
+                raise EmqxRequestError("EMQX namespace list is not a JSON array of names")
+            for name in page:
+                yield name
+            if len(page) < NS_PAGE_SIZE:
+                return
+            last = page[-1]
+
+    async def list_clients(self, username: str) -> list[EmqxClient]:
+        clients: list[EmqxClient] = []
+        for page in range(1, MAX_CLIENT_PAGES + 1):
+            params = {"username": username, "page": page, "limit": CLIENT_PAGE_SIZE}
+            what = f"list the clients of {username}"
+            response = await self._call("GET", "/clients", ok=(200,), what=what, params=params)
+            if response.status_code != 200:
+                raise EmqxRequestError(f"EMQX API cannot {what}: {response.status_code}")
+            body = _json(response, "client list")
+            data = body.get("data") if isinstance(body, dict) else None
+            meta = body.get("meta") if isinstance(body, dict) else None
+            if not isinstance(data, list) or not isinstance(meta, dict):
+                raise EmqxRequestError("EMQX client list has no data/meta")
+            for row in data:
+                if not isinstance(row, dict) or not isinstance(row.get("clientid"), str):
+                    raise EmqxRequestError("EMQX client list row without a clientid")
+                clients.append(
+                    EmqxClient(
+                        clientid=row["clientid"],
+                        username=str(row.get("username") or ""),
+                        connected_at=str(row.get("connected_at") or ""),
+                    )
+                )
+            if not meta.get("hasnext") or not data:
+                break
+        return clients
+
+    async def kick_clients(self, clientids: Sequence[str]) -> Outcome:
+        ids = list(dict.fromkeys(clientids))
+        for start in range(0, len(ids), KICK_BATCH):
+            batch = ids[start : start + KICK_BATCH]
+            what = f"kick {len(batch)} client(s)"
+            response = await self._call(
+                "POST", "/clients/kickout/bulk", ok=(200, 204), what=what, json=batch
+            )
+            if response.status_code in (404, 409):
+                raise EmqxRequestError(
+                    f"EMQX API refused to {what}: {response.status_code} {_describe(response)}"
+                )
+        return Outcome.DONE
+
+    async def ping(self) -> None:
+        response = await self._call("GET", "/status", ok=(200,), what="report its status")
+        if response.status_code != 200:
+            raise EmqxRequestError(f"EMQX status: {response.status_code}")
+
+
+def _json(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise EmqxRequestError(f"EMQX {what} is not JSON") from None

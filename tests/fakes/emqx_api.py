@@ -1,0 +1,346 @@
+"""An in-process stand-in for EMQX's REST API (`/api/v5`), for exactly the calls the
+ExHook's lifecycle makes, following EMQX 6.2.2's contract:
+
+- Basic auth with an API key and secret: a wrong pair is 401 `BAD_API_KEY_OR_SECRET`,
+  no header 401 `AUTHORIZATION_HEADER_ERROR`, a key without the path's scope 403
+  `UNAUTHORIZED_ROLE` (`apps/emqx_dashboard/src/emqx_dashboard.erl`);
+- `GET /mt/ns_list?last_ns=&first_ns=&limit=`: sorted names, `last_ns` exclusive, a
+  `link` header when there is a next page; both cursors at once is 400;
+- `DELETE /mt/ns/{ns}`: 204 whether or not the namespace exists; starts the namespace's
+  kicker unless one runs already (`emqx_mt_config:delete_managed_ns/1`);
+- `POST /mt/ns/{ns}/kick_all_clients`: 202, 409 while a kick runs, 404 unknown namespace;
+- the kicker removes the namespace's clients asynchronously, after `kick_delay`;
+- `GET /clients?username=&page=&limit=` and `POST /clients/kickout/bulk` (204);
+- `GET /status` (no auth, as in EMQX).
+
+Test hooks: `connect()` (a client session; its namespace is auto-created, as EMQX does on
+`session.created`), `clients_of()`, `namespaces`, fault injection (`fail_next`,
+`delay_next`, `set_down`, `conflict_for`, `forbid_scope`, `mt_enabled`), and `calls`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import bisect
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+API = "/api/v5"
+_SCOPES = {"/mt/": "cluster_operations", "/clients": "connections"}
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str  # without the /api/v5 prefix
+    auth_ok: bool
+    query: tuple[tuple[str, str], ...] = ()
+    body: Any = None
+
+
+@dataclass(frozen=True)
+class FakeClient:
+    clientid: str
+    username: str
+    connected_at: str
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"code": code, "message": message}, status=status)
+
+
+class FakeEmqxApi:
+    def __init__(self, key: str, secret: str, *, kick_delay: float = 0.05) -> None:
+        self.key = key
+        self.secret = secret
+        self.kick_delay = kick_delay
+        self.calls: list[Call] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests served at once
+        self.mt_enabled = True  # False: a cluster without emqx_mt (/mt routes are 404)
+        self._namespaces: set[str] = set()
+        self._clients: dict[str, FakeClient] = {}
+        self._kickers: dict[str, asyncio.Task[None]] = {}
+        self._failures: deque[int] = deque()
+        self._delays: deque[float] = deque()
+        self._conflict_until = 0.0
+        self._forbidden_scopes: set[str] = set()
+        self._last_connected = datetime.min.replace(tzinfo=UTC)
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get(API + "/status", self._status)
+        app.router.add_get(API + "/mt/ns_list", self._ns_list)
+        app.router.add_delete(API + "/mt/ns/{ns}", self._delete_ns)
+        app.router.add_post(API + "/mt/ns/{ns}/kick_all_clients", self._kick_all)
+        app.router.add_get(API + "/clients", self._list_clients)
+        app.router.add_post(API + "/clients/kickout/bulk", self._kickout_bulk)
+        runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self._port)
+        await site.start()
+        self._runner = runner
+        self._port = runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def close(self) -> None:
+        await self.stop()
+        kickers = list(self._kickers.values())
+        for task in kickers:
+            task.cancel()
+        for task in kickers:
+            with suppress(asyncio.CancelledError):
+                await task
+        self._kickers.clear()
+
+    async def set_down(self, down: bool) -> None:
+        """Down: the REST listener is gone (connections dropped, new ones refused); the
+        broker keeps its clients. Up again: same port, same state."""
+        if down:
+            await self.stop()
+        elif self._runner is None:
+            await self.start()
+
+    # -- broker state --------------------------------------------------------------------
+
+    def connect(self, username: str, clientid: str) -> FakeClient:
+        """A session for `clientid` (replacing any older one); its namespace = username."""
+        moment = max(datetime.now(UTC), self._last_connected + timedelta(microseconds=1))
+        self._last_connected = moment
+        client = FakeClient(clientid, username, moment.isoformat(timespec="microseconds"))
+        self._clients[clientid] = client
+        self._namespaces.add(username)
+        return client
+
+    def clients_of(self, username: str) -> list[str]:
+        return sorted(c.clientid for c in self._clients.values() if c.username == username)
+
+    def client(self, clientid: str) -> FakeClient | None:
+        return self._clients.get(clientid)
+
+    @property
+    def namespaces(self) -> list[str]:
+        return sorted(self._namespaces)
+
+    def add_namespace(self, ns: str) -> None:
+        self._namespaces.add(ns)
+
+    # -- fault injection -------------------------------------------------------------------
+
+    def fail_next(self, n: int = 1, status: int = 500) -> None:
+        self._failures.extend([status] * n)
+
+    def delay_next(self, n: int, seconds: float) -> None:
+        self._delays.extend([seconds] * n)
+
+    def conflict_for(self, seconds: float) -> None:
+        """A previous kick "runs" (and kicks nothing) for `seconds`: kick_all_clients is 409
+        and a DELETE starts no new kicker meanwhile."""
+        self._conflict_until = asyncio.get_running_loop().time() + seconds
+
+    def forbid_scope(self, scope: str) -> None:
+        self._forbidden_scopes.add(scope)
+
+    def calls_to(self, method: str, path: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and c.path == path]
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _auth_ok(self, header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            key, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return key == self.key and secret == self.secret
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        path = request.path.removeprefix(API)
+        header = request.headers.get("Authorization", "")
+        auth_ok = self._auth_ok(header)
+        body = None
+        if request.can_read_body:
+            with suppress(ValueError):
+                body = json.loads(await request.text())
+        self.calls.append(Call(request.method, path, auth_ok, tuple(request.query.items()), body))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._serve(request, handler, path, header, auth_ok)
+        finally:
+            self.in_flight -= 1
+
+    async def _serve(
+        self, request: web.Request, handler: Any, path: str, header: str, auth_ok: bool
+    ) -> web.StreamResponse:
+        if self._delays:
+            await asyncio.sleep(self._delays.popleft())
+        if path == "/status":
+            return await handler(request)  # type: ignore[no-any-return]
+        if not header:
+            return _error(401, "AUTHORIZATION_HEADER_ERROR", "Missing authorization header.")
+        if not auth_ok:
+            return _error(401, "BAD_API_KEY_OR_SECRET", "Check api_key/api_secret")
+        scope = next((s for p, s in _SCOPES.items() if path.startswith(p)), "")
+        if scope in self._forbidden_scopes:
+            return _error(403, "UNAUTHORIZED_ROLE", f"API key lacks the {scope} scope")
+        if self._failures:
+            status = self._failures.popleft()
+            return _error(status, "INTERNAL_ERROR", f"injected failure ({status})")
+        if path.startswith("/mt/") and not self.mt_enabled:
+            return _error(404, "NOT_FOUND", "Request Path Not Found")
+        return await handler(request)  # type: ignore[no-any-return]
+
+    async def _status(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="Node emqx@127.0.0.1 is started\nemqx is running")
+
+    async def _ns_list(self, request: web.Request) -> web.StreamResponse:
+        query = request.query
+        if "last_ns" in query and "first_ns" in query:
+            return _error(400, "BAD_REQUEST", "`last_ns` and `first_ns` are mutually exclusive")
+        try:
+            limit = int(query.get("limit", "100"))
+        except ValueError:
+            limit = 0
+        if limit < 1:
+            return _error(400, "BAD_REQUEST", "limit must be a positive integer")
+        names = sorted(self._namespaces)
+        if "first_ns" in query:
+            start, key = bisect.bisect_left(names, query["first_ns"]), "first_ns"
+        else:
+            start, key = bisect.bisect_right(names, query.get("last_ns", "")), "last_ns"
+        items = names[start : start + limit + 1]
+        if len(items) <= limit:
+            return web.json_response(items)
+        page = items[:limit]
+        cursor = page[-1] if key == "last_ns" else items[limit]
+        link = f'<?{urlencode({key: cursor, "limit": limit})}>; rel="next"'
+        return web.json_response(page, headers={"link": link})
+
+    def kick_running(self, ns: str) -> bool:
+        """EMQX's kicker for `ns` still runs (started by DELETE or kick_all_clients)."""
+        return ns in self._kickers and not self._kickers[ns].done()
+
+    def _kicking(self, ns: str) -> bool:
+        return self.kick_running(ns) or asyncio.get_running_loop().time() < self._conflict_until
+
+    def _start_kicker(self, ns: str) -> bool:
+        if self._kicking(ns):
+            return False
+        self._kickers[ns] = asyncio.create_task(self._kick_later(ns), name=f"fake-kicker-{ns}")
+        return True
+
+    async def _kick_later(self, ns: str) -> None:
+        await asyncio.sleep(self.kick_delay)
+        for clientid in [c.clientid for c in self._clients.values() if c.username == ns]:
+            self._clients.pop(clientid, None)
+
+    async def _delete_ns(self, request: web.Request) -> web.StreamResponse:
+        ns = request.match_info["ns"]
+        self._namespaces.discard(ns)
+        self._start_kicker(ns)  # `_ = emqx_mt_client_kicker:start_kicking(Ns)`: result ignored
+        return web.Response(status=204)
+
+    async def _kick_all(self, request: web.Request) -> web.StreamResponse:
+        ns = request.match_info["ns"]
+        if ns not in self._namespaces:
+            return _error(404, "NOT_FOUND", "Namespace not found")
+        if not self._start_kicker(ns):
+            return _error(409, "CONFLICT", "Kick process already underway")
+        return web.Response(status=202)
+
+    async def _list_clients(self, request: web.Request) -> web.StreamResponse:
+        usernames = set(request.query.getall("username", []))
+        try:
+            page = int(request.query.get("page", "1"))
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            return _error(400, "INVALID_PARAMETER", "page and limit must be integers")
+        if page < 1 or not 1 <= limit <= 10000:
+            return _error(400, "INVALID_PARAMETER", "page or limit out of range")
+        rows = sorted(
+            (c for c in self._clients.values() if not usernames or c.username in usernames),
+            key=lambda c: c.clientid,
+        )
+        chunk = rows[(page - 1) * limit : page * limit]
+        data = [
+            {
+                "clientid": c.clientid,
+                "username": c.username,
+                "connected": True,
+                "conn_state": "connected",
+                "connected_at": c.connected_at,
+                "created_at": c.connected_at,
+                "node": "emqx@127.0.0.1",
+                "mountpoint": f"{c.username}/",
+            }
+            for c in chunk
+        ]
+        meta = {
+            "page": page,
+            "limit": limit,
+            "count": len(rows),
+            "hasnext": page * limit < len(rows),
+        }
+        return web.json_response({"data": data, "meta": meta})
+
+    async def _kickout_bulk(self, request: web.Request) -> web.StreamResponse:
+        try:
+            ids = await request.json()
+        except ValueError:
+            ids = None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return _error(400, "BAD_REQUEST", "body must be an array of client ids")
+        for clientid in ids:
+            self._clients.pop(clientid, None)
+        return web.Response(status=204)
+
+
+@asynccontextmanager
+async def running_emqx_api(
+    key: str = "zero-exhook", secret: str = "s3cret-api-secret", **options: Any
+) -> AsyncIterator[FakeEmqxApi]:
+    """A started stand-in; stopped (connections dropped, kickers cancelled) on exit."""
+    api = FakeEmqxApi(key, secret, **options)
+    await api.start()
+    try:
+        yield api
+    finally:
+        with suppress(Exception):
+            await api.close()
+
+
+async def eventually(
+    condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02
+) -> None:
+    """Poll `condition` until it holds; fail the test at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(interval)

@@ -1,0 +1,63 @@
+"""A credential minted a moment ago works before the watch has brought it to the index."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from tenants.record import Tenant
+from tenants.store import Change, Listing, TenantStore
+from tests.conftest import make_tenant
+from tests.emqx_harness import ALLOW, DENY, running_exhook
+
+
+class DeafStore:
+    """A store whose watch never reports anything: the index keeps its first listing."""
+
+    def __init__(self, inner: TenantStore) -> None:
+        self.inner = inner
+        self.gets = 0
+
+    async def list(self) -> Listing:
+        return await self.inner.list()
+
+    async def watch(self, revision: str) -> AsyncIterator[Change]:
+        await asyncio.Event().wait()
+        yield  # type: ignore[misc]  # pragma: no cover - never reached
+
+    async def get(self, instance_id: str) -> Tenant | None:
+        self.gets += 1
+        return await self.inner.get(instance_id)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_record_the_index_has_not_seen_is_read_from_the_store(store: TenantStore) -> None:
+    deaf = DeafStore(store)
+    async with running_exhook(deaf) as (runtime, emqx):  # type: ignore[arg-type]
+        fresh = make_tenant()
+        await store.create(fresh.tenant)
+        instance_id = fresh.tenant.instance_id
+        assert runtime.index.get(instance_id) is None
+
+        assert (await emqx.connect(instance_id, fresh.password)).verdict == ALLOW
+        wrong = fresh.password[:-1] + ("A" if fresh.password[-1] != "A" else "B")
+        assert (await emqx.connect(instance_id, wrong)).verdict == DENY
+        assert (await emqx.authorize(instance_id, "temperature/sensor1")).verdict == ALLOW
+        assert deaf.gets == 3
+
+        await store.delete(instance_id)
+        assert (await emqx.connect(instance_id, fresh.password)).verdict == DENY
+
+
+async def test_store_reads_for_unknown_ids_are_rate_limited(store: TenantStore) -> None:
+    deaf = DeafStore(store)
+    async with running_exhook(deaf, lookup_rate=2.0) as (runtime, emqx):  # type: ignore[arg-type]
+        strangers = [make_tenant() for _ in range(10)]
+        answers = [await emqx.connect(m.tenant.instance_id, m.password) for m in strangers]
+        assert {a.verdict for a in answers} == {DENY}
+        assert all(a.explicit for a in answers)
+        assert deaf.gets <= 3  # the bucket holds 2, and refills at 2/s
+        # Every unknown id still paid one argon2 verify: no shortcut reveals who exists.
+        assert runtime.verifier.stats.verifications == 10

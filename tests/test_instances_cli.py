@@ -1,0 +1,120 @@
+"""`zero-emqx instances list|delete` on the embedded store, as an operator runs it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tenants.index import IndexSync, TenantIndex
+from tenants.local_store import LocalStore
+from tenants.record import Tenant
+from tests.conftest import make_tenant
+from tests.fakes.emqx_api import eventually
+from zero_emqx.instances import add_instances_parser, format_table, run_instances
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="zero-emqx")
+    add_instances_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+async def cli(*argv: str) -> int:
+    """The command as `zero-emqx` runs it: its own event loop, its own store connection."""
+    return await asyncio.to_thread(run_instances, parse(*argv))
+
+
+@pytest.fixture
+async def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Tenant]:
+    data = tmp_path / "data"
+    monkeypatch.setenv("ZERO_EMQX_STORE", "local")
+    monkeypatch.setenv("ZERO_EMQX_DATA_DIR", str(data))
+    store = LocalStore(data)
+    try:
+        tenants = [
+            await store.create(make_tenant(tag="alpha").tenant),
+            await store.create(make_tenant(paused=True).tenant),
+            await store.create(make_tenant(ttl=timedelta(seconds=-5), tag="old").tenant),
+        ]
+    finally:
+        await store.close()
+    return tenants
+
+
+async def test_list_table(seeded: list[Tenant], capsys: pytest.CaptureFixture[str]) -> None:
+    assert await cli("instances", "list") == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "STATE", "CREATED", "EXPIRES", "TAG"]
+    states = {line.split()[0]: line.split()[1] for line in lines[1:]}
+    active, paused, expired = seeded
+    assert states == {
+        active.instance_id: "active",
+        paused.instance_id: "paused",
+        expired.instance_id: "expired",
+    }
+    assert "alpha" in out and "$argon2" not in out
+
+
+async def test_list_json(seeded: list[Tenant], capsys: pytest.CaptureFixture[str]) -> None:
+    assert await cli("instances", "list", "--json") == 0
+    out = capsys.readouterr().out
+    rows = json.loads(out)
+    assert {r["instance_id"] for r in rows} == {t.instance_id for t in seeded}
+    assert set(rows[0]) == {"instance_id", "state", "created_at", "expires_at", "tag"}
+    assert all(t.password_hash not in out for t in seeded)
+    assert "hash" not in out
+
+
+async def test_delete_exit_codes(seeded: list[Tenant], capsys: pytest.CaptureFixture[str]) -> None:
+    target = seeded[0].instance_id
+    assert await cli("instances", "delete", target) == 0
+    assert capsys.readouterr().out.strip() == f"deleted {target}"
+    assert await cli("instances", "delete", target) == 1
+    assert f"no instance {target}" in capsys.readouterr().err
+    assert await cli("instances", "delete", "not-an-id") == 2
+    assert "not an instance id" in capsys.readouterr().err
+
+
+async def test_delete_is_seen_by_a_watching_index(seeded: list[Tenant], tmp_path: Path) -> None:
+    target = seeded[1]
+    store = LocalStore(tmp_path / "data", poll_interval=0.05)
+    index = TenantIndex()
+    changes: list[tuple[Tenant | None, Tenant | None]] = []
+    index.add_listener(lambda before, after: changes.append((before, after)))
+    try:
+        async with IndexSync(store, index) as sync:
+            assert await sync.wait_synced(5)
+            assert index.get(target.instance_id) is not None
+            assert await cli("instances", "delete", target.instance_id) == 0
+            await eventually(lambda: index.get(target.instance_id) is None)
+    finally:
+        await store.close()
+    assert (target, None) in changes
+
+
+async def test_missing_store_is_not_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ZERO_EMQX_STORE", "local")
+    monkeypatch.setenv("ZERO_EMQX_DATA_DIR", str(tmp_path / "typo"))
+    assert await cli("instances", "list") == 1
+    assert "no tenant store" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+async def test_bad_store_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ZERO_EMQX_STORE", "etcd")
+    assert await cli("instances", "list") == 2
+    assert "ZERO_EMQX_STORE" in capsys.readouterr().err
+
+
+def test_format_table_empty() -> None:
+    assert format_table([]) == "ID  STATE  CREATED  EXPIRES  TAG"

@@ -1,0 +1,5 @@
+import sys
+
+from zero_emqx.cli import main
+
+sys.exit(main())
