@@ -1,18 +1,30 @@
-"""The manager's HTTP edge: wire to domain and back, and every error mapped in one place."""
+"""The manager's HTTP edge: the app, `POST /v1/instances` and health.
+
+`POST /v1/instances` keeps its plain-text error contract, mapped in `error_middleware`;
+the JSON routes (management API, self-service, /api-docs) map theirs in
+manager/api_errors.py, which sits inside it and answers before it sees them.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+from manager.api_errors import json_errors
+from manager.auth import management_auth
+from manager.bodies import NO_BODY, read_json
 from manager.client_ip import client_ip, hash_ip
+from manager.context import CONTEXT, ApiContext
 from manager.instances import BadRequest, Created, CreateRequest, InstanceService, TooManyRequests
+from manager.management import add_management_routes
+from manager.openapi import add_openapi_route
 from manager.rate_limit import retry_after_header
+from manager.self_service import add_self_service_routes
 from manager.settings import ManagerSettings
 from tenants.errors import (
     StoreError,
@@ -67,24 +79,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _text(500, "internal error")
 
 
-NO_BODY = object()
-
-
-async def _read_json(request: web.Request, limit: int) -> object:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
-    if not raw.strip():
-        return NO_BODY
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("request body is not valid JSON") from None
-
-
 def _created_body(settings: ManagerSettings, created: Created) -> dict[str, Any]:
     tenant, host = created.tenant, settings.public_host
     return {
@@ -107,7 +101,7 @@ def _created_body(settings: ManagerSettings, created: Created) -> dict[str, Any]
 async def create_instance(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     async with asyncio.timeout(settings.request_deadline_seconds):
-        body = await _read_json(request, settings.max_body_bytes)
+        body = await read_json(request, settings.max_body_bytes)
         create = CreateRequest() if body is NO_BODY else CreateRequest.from_json(body)
         ip = client_ip(
             request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxies
@@ -139,14 +133,27 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(
-    settings: ManagerSettings, service: InstanceService, sync: IndexSync
+    settings: ManagerSettings, service: InstanceService, sync: IndexSync, context: ApiContext
 ) -> web.Application:
-    """The manager app. The caller owns the store, the index sync and the service."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    """The manager app. The caller owns the store, the index sync, the service and the
+    context's resources. The management API is there when `context.keys` is set."""
+    middlewares: list[Middleware] = [
+        error_middleware,
+        json_errors(settings.request_deadline_seconds),
+    ]
+    if context.keys is not None:
+        trusted = settings.trusted_proxies
+        middlewares.append(management_auth(context.keys, context.failures, trusted))
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[SERVICE] = service
     app[SYNC] = sync
+    app[CONTEXT] = context
     app.router.add_post("/v1/instances", create_instance)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_self_service_routes(app)
+    if context.keys is not None:
+        add_management_routes(app)
+    add_openapi_route(app)
     return app

@@ -14,13 +14,19 @@ from pathlib import Path
 
 from aiohttp import web
 
+from manager.api_keys import ApiKeyService
 from manager.app import create_app
+from manager.auth import FailureLimiter
+from manager.context import ApiContext
+from manager.emqx_clients import ConnectedClients
 from manager.instances import InstanceService
 from manager.settings import ManagerSettings
+from tenants.api_keys import ApiKeyStore
 from tenants.errors import ConfigError
 from tenants.index import IndexSync, TenantIndex
 from tenants.settings import StoreSettings
 from tenants.store import TenantStore
+from tenants.stores import api_key_store_for
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +58,55 @@ def _load_or_create_key(path: Path) -> bytes:
 
 
 @contextlib.asynccontextmanager
+async def _api_context(
+    settings: ManagerSettings, store: TenantStore, index: TenantIndex, hasher: ThreadPoolExecutor
+) -> AsyncIterator[ApiContext]:
+    """The JSON routes' context; its EMQX client and API key store closed on exit."""
+    key_store: ApiKeyStore | None = api_key_store_for(store) if settings.management_api else None
+    clients = ConnectedClients(settings.emqx, timeout_cap=settings.request_deadline_seconds / 2)
+    try:
+        keys = None
+        if key_store is not None:
+            keys = ApiKeyService(settings.bootstrap_keys, key_store, hasher=hasher)
+        yield ApiContext(
+            settings=settings,
+            store=store,
+            index=index,
+            clients=clients,
+            failures=FailureLimiter(settings.auth_failure_rate),
+            keys=keys,
+            hasher=hasher,
+        )
+    finally:
+        await clients.aclose()
+        if key_store is not None:
+            await key_store.close()
+
+
+@contextlib.asynccontextmanager
 async def running_manager(
     settings: ManagerSettings, store: TenantStore
 ) -> AsyncIterator[tuple[web.AppRunner, IndexSync]]:
     """The manager listening on settings.host:port until the block exits."""
     index = TenantIndex()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="manager-hash") as hasher:
-        async with IndexSync(store, index) as sync:
+        async with (
+            IndexSync(store, index) as sync,
+            _api_context(settings, store, index, hasher) as context,
+        ):
             service = InstanceService(settings, store, index, hash_executor=hasher)
-            runner = web.AppRunner(
-                create_app(settings, service, sync), access_log=None, shutdown_timeout=5.0
-            )
+            app = create_app(settings, service, sync, context)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
             await runner.setup()
             try:
                 site = web.TCPSite(runner, settings.host, settings.port)
                 await site.start()
-                log.info("manager listening on %s:%s", settings.host, settings.port)
+                log.info(
+                    "manager listening on %s:%s (management API %s)",
+                    settings.host,
+                    settings.port,
+                    "on" if context.keys is not None else "off",
+                )
                 yield runner, sync
             finally:
                 await runner.cleanup()

@@ -1,4 +1,4 @@
-"""Per-IP creation rate: a token bucket per source address."""
+"""Per-IP rates (creations, failed authentications): a token bucket per source address."""
 
 from __future__ import annotations
 
@@ -43,6 +43,15 @@ class RateLimiter:
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self._rate
+
+    def wait(self, key: str) -> float:
+        """Seconds until `key` has a token again (0.0: now), without taking one."""
+        bucket = self._buckets.get(key)
+        if self._capacity <= 0 or bucket is None:
+            return 0.0
+        now = self._clock()
+        tokens = min(self._capacity, bucket.tokens + (now - bucket.updated) * self._rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate
 
     def _sweep(self, now: float) -> None:
         if now - self._last_sweep < 60.0:

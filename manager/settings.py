@@ -5,9 +5,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from manager.bootstrap_keys import BootstrapKey, load_bootstrap_file
+from manager.emqx_clients import EmqxClientsSettings
 from tenants.errors import ConfigError
-from tenants.settings import Environ, env_float, env_int, env_str, parse_addr
+from tenants.settings import Environ, env_bool, env_float, env_int, env_str, parse_addr
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -28,6 +31,12 @@ class ManagerSettings:
     ip_hash_key: bytes | None = field(default=None, repr=False)
     request_deadline_seconds: float = 10.0
     max_body_bytes: int = 1024
+    # The management API (/api/v1): MANAGEMENT_API, default on when a key file is given.
+    management_api: bool = False
+    bootstrap_keys: tuple[BootstrapKey, ...] = field(default=(), repr=False)
+    max_ttl_seconds: int = 2592000  # the latest expiry an expiry change may set, from creation
+    auth_failure_rate: int = 10  # failed authentications per IP per minute; 0 = unlimited
+    emqx: EmqxClientsSettings = field(default_factory=EmqxClientsSettings)
 
     @classmethod
     def from_environ(cls, environ: Environ | None = None) -> ManagerSettings:
@@ -39,6 +48,12 @@ class ManagerSettings:
         key = env.get("IP_HASH_KEY", "").strip()
         if key and len(key) < 16:
             raise ConfigError("IP_HASH_KEY must be at least 16 characters")
+        keys_file = env.get("MANAGEMENT_API_KEYS_FILE", "").strip()
+        bootstrap = load_bootstrap_file(Path(keys_file)) if keys_file else ()
+        ttl = env_int(env, "TTL_SECONDS", 604800, minimum=1)
+        max_ttl = env_int(env, "MAX_TTL_SECONDS", 2592000, minimum=1)
+        if max_ttl < ttl:
+            raise ConfigError(f"MAX_TTL_SECONDS ({max_ttl}) must be >= TTL_SECONDS ({ttl})")
         return cls(
             host=host,
             port=port,
@@ -46,7 +61,7 @@ class ManagerSettings:
             mqtts_port=_port(env, "MQTTS_PORT", 8883),
             wss_port=_port(env, "WSS_PORT", 8084),
             wss_path=wss_path,
-            ttl_seconds=env_int(env, "TTL_SECONDS", 604800, minimum=1),
+            ttl_seconds=ttl,
             per_ip_rate=env_int(env, "PER_IP_RATE", 10),
             per_ip_max_live=env_int(env, "PER_IP_MAX_LIVE", 5),
             max_live_instances=env_int(env, "MAX_LIVE_INSTANCES", 10000),
@@ -54,6 +69,11 @@ class ManagerSettings:
             ip_hash_key=key.encode() if key else None,
             request_deadline_seconds=env_float(env, "REQUEST_DEADLINE_SECONDS", 10.0, minimum=0.01),
             max_body_bytes=env_int(env, "MAX_BODY_BYTES", 1024, minimum=2),
+            management_api=env_bool(env, "MANAGEMENT_API", bool(keys_file)),
+            bootstrap_keys=bootstrap,
+            max_ttl_seconds=max_ttl,
+            auth_failure_rate=env_int(env, "AUTH_FAILURE_RATE", 10),
+            emqx=EmqxClientsSettings.from_environ(env),
         )
 
 

@@ -205,6 +205,14 @@ class KubernetesStore:
         self._executor.shutdown(wait=False)  # calls in flight end by their own deadlines
         self._client.close()  # type: ignore[no-untyped-call]
 
+    async def call_api(
+        self, verb: str, method_name: str, *args: Any, name: str | None = None, **kw: Any
+    ) -> Json:
+        """One CoreV1Api call, by method name, on this store's pool and deadline, its
+        failures mapped to StoreErrors: for the other records kept as Secrets beside the
+        tenants (tenants.kubernetes_api_keys)."""
+        return await self._call(verb, getattr(self._api, method_name), *args, name=name, **kw)
+
     # -- plumbing ------------------------------------------------------------------
 
     async def _list_once(self) -> Listing:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 TAG_MAX = 63
+STATES = ("active", "paused", "expired")
 # Kubernetes label-value rules: empty, or alphanumerics with -, _, . inside.
 TAG_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
@@ -58,3 +59,8 @@ class Tenant:
     @property
     def state(self) -> str:
         return "paused" if self.paused else "active"
+
+    def state_at(self, now: datetime) -> str:
+        """One of STATES: expired (by the clock, even before the record is reaped),
+        paused, or active."""
+        return "expired" if self.is_expired(now) else self.state

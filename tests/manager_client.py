@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+from aiohttp import web
 
 from manager.main import running_manager
 from manager.settings import ManagerSettings
@@ -15,12 +18,33 @@ from tenants.store import TenantStore
 
 BASE_ENV = {"MANAGER_ADDR": "127.0.0.1:0", "IP_HASH_KEY": "test-key-0123456789abcdef"}
 
+# A bootstrap file's keys, for the management API tests.
+ADMIN = ("admin", "admin-secret-0123456789")
+VIEWER = ("viewer", "viewer-secret-0123456789")
+
 
 @dataclass
 class RunningManager:
     client: httpx.AsyncClient
     sync: IndexSync
     settings: ManagerSettings
+    app: web.Application
+    url: str
+
+
+def basic(user: str, secret: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def keys_file(directory: Path) -> Path:
+    """A bootstrap key file with ADMIN and VIEWER (and a comment and a blank line)."""
+    path = directory / "api_keys.txt"
+    path.write_text(
+        f"# management keys\n\n{ADMIN[0]}:{ADMIN[1]}:administrator\n"
+        f"{VIEWER[0]}:{VIEWER[1]}:viewer\n"
+    )
+    return path
 
 
 @contextlib.asynccontextmanager
@@ -31,5 +55,6 @@ async def manager_for(
     async with running_manager(settings, store) as (runner, sync):
         assert await sync.wait_synced(5)
         host, port = runner.addresses[0][:2]
-        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as client:
-            yield RunningManager(client, sync, settings)
+        url = f"http://{host}:{port}"
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            yield RunningManager(client, sync, settings, runner.app, url)

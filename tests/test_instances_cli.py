@@ -1,21 +1,29 @@
-"""`zero-emqx instances list|delete` on the embedded store, as an operator runs it."""
+"""`zero-emqx instances ...` as an operator runs it, on the embedded store and on both."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from tenants.hashing import verify_password
 from tenants.index import IndexSync, TenantIndex
 from tenants.local_store import LocalStore
 from tenants.record import Tenant
+from tenants.store import TenantStore
 from tests.conftest import make_tenant
 from tests.fakes.emqx_api import eventually
-from zero_emqx.instances import add_instances_parser, format_table, run_instances
+from zero_emqx.instances import (
+    add_instances_parser,
+    format_table,
+    instances_command,
+    run_instances,
+)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -118,3 +126,59 @@ async def test_bad_store_setting(
 
 def test_format_table_empty() -> None:
     assert format_table([]) == "ID  STATE  CREATED  EXPIRES  TAG"
+
+
+async def test_show_pause_resume_rotate(
+    seeded: list[Tenant], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    active, _, expired = seeded
+    target = active.instance_id
+    assert await cli("instances", "show", target) == 0
+    shown = capsys.readouterr().out
+    assert f"instance_id: {target}" in shown and "state: active" in shown and "tag: alpha" in shown
+    assert await cli("instances", "pause", target) == 0
+    assert capsys.readouterr().out.strip() == f"paused {target}"
+    assert await cli("instances", "show", target, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "paused"
+    assert await cli("instances", "resume", target) == 0
+    assert capsys.readouterr().out.strip() == f"resumed {target}"
+    assert await cli("instances", "rotate", target, "--json") == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert rotated["username"] == target
+    store = LocalStore(tmp_path / "data")
+    try:
+        stored = await store.get(target)
+    finally:
+        await store.close()
+    assert stored is not None and not stored.paused
+    assert verify_password(stored.password_hash, rotated["password"])
+    assert stored.password_hash != active.password_hash
+    assert await cli("instances", "rotate", target) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"username: {target}\npassword: ") and "argon2" not in text
+
+    for command in ("pause", "resume", "rotate"):
+        assert await cli("instances", command, expired.instance_id) == 1
+        assert "has expired" in capsys.readouterr().err
+        assert await cli("instances", command, "emqx-00000000000000ab") == 1
+        assert "no instance" in capsys.readouterr().err
+        assert await cli("instances", command, "nope") == 2
+    assert await cli("instances", "show", "emqx-00000000000000ab") == 1
+
+
+async def test_commands_on_either_store(store: TenantStore) -> None:
+    minted = make_tenant()
+    tenant = await store.create(minted.tenant)
+    iid = tenant.instance_id
+    out = io.StringIO()
+    assert await instances_command(parse("instances", "pause", iid), store, out=out) == 0
+    paused = await store.get(iid)
+    assert paused is not None and paused.paused
+    assert await instances_command(parse("instances", "rotate", iid), store, out=out) == 0
+    password = out.getvalue().rsplit("password: ", 1)[1].strip()
+    rotated = await store.get(iid)
+    assert rotated is not None and rotated.paused
+    assert verify_password(rotated.password_hash, password)
+    assert not verify_password(rotated.password_hash, minted.password)
+    assert await instances_command(parse("instances", "delete", iid), store, out=out) == 0
+    assert await store.get(iid) is None

@@ -1,8 +1,8 @@
 """The `zero-emqx` command.
 
 `zero-emqx serve` runs the manager and the ExHook in one process on one store
-(the main job); `manager` and `exhook` run one of them; `instances` is for
-operators of the embedded store (on Kubernetes, use kubectl on the Secrets).
+(the main job); `manager` and `exhook` run one of them; `instances` lists, shows,
+pauses, resumes, rotates and deletes instances in the configured store.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""`zero-emqx instances list|delete`: the operator's view of the tenant store.
+"""`zero-emqx instances list|show|delete|pause|resume|rotate`: the operator's tools on the
+configured tenant store (the embedded one, or Kubernetes Secrets).
 
-For the embedded store this is the way to see and delete instances (on Kubernetes,
-`kubectl get/delete secret` does the same). A deletion is picked up by every running
-ExHook through the store's watch: it refuses the tenant at once, kicks its sessions
-and removes its EMQX namespace. Password hashes are never shown.
+Each command is the same record change as the management API's (tenants.operations):
+pause and resume set `paused`, rotate stores a new password hash and prints the new
+password once, delete removes the record. Every running ExHook follows the store's
+watch: it refuses a paused, deleted or rotated-away credential at once and kicks the
+sessions. An expired instance can only be deleted. Password hashes are never shown.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from tenants.credentials import is_instance_id
-from tenants.errors import ConfigError, StoreError
+from tenants.errors import ConfigError, NotFound, StoreError
 from tenants.local_store import DB_NAME
+from tenants.operations import OperationRefused, modify, rotate, set_paused
 from tenants.record import Tenant, format_time
 from tenants.settings import StoreSettings
 from tenants.store import TenantStore
@@ -29,24 +32,31 @@ COLUMNS = ("ID", "STATE", "CREATED", "EXPIRES", "TAG")
 
 
 def add_instances_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `instances list [--json]` and `instances delete ID` on a subparsers object."""
+    """Register `instances list|show|delete|pause|resume|rotate` on a subparsers object."""
     parser = subparsers.add_parser(
         "instances",
-        help="list or delete tenant instances in the configured store",
+        help="list, show, delete, pause, resume or rotate tenant instances",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="instances_command", metavar="COMMAND", required=True)
     listing = sub.add_parser("list", help="every instance: id, state, created, expires, tag")
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
-    delete = sub.add_parser("delete", help="delete one instance (its sessions are kicked)")
-    delete.add_argument("instance_id", metavar="ID", help="the instance id, emqx-<16 hex>")
+    for name, help_text in (
+        ("show", "one instance: id, state, created, expires, tag"),
+        ("delete", "delete one instance (its sessions are kicked)"),
+        ("pause", "refuse the instance's connections and kick its sessions"),
+        ("resume", "admit a paused instance again"),
+        ("rotate", "a new password (printed once); sessions on the old one are kicked"),
+    ):
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("instance_id", metavar="ID", help="the instance id, emqx-<16 hex>")
+        if name in {"show", "rotate"}:
+            command.add_argument("--json", action="store_true", help="JSON instead of text")
 
 
 def state_of(tenant: Tenant, now: datetime) -> str:
-    if tenant.is_expired(now):
-        return "expired"
-    return "paused" if tenant.paused else "active"
+    return tenant.state_at(now)
 
 
 def rows_for(tenants: Sequence[Tenant], now: datetime) -> list[dict[str, str]]:
@@ -94,12 +104,13 @@ async def instances_command(
     err: TextIO | None = None,
     now: datetime | None = None,
 ) -> int:
-    """Run `instances list|delete` on an open store; the exit status."""
+    """Run one `instances` command on an open store; the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
+    now = now or datetime.now(UTC)
     if args.instances_command == "list":
         listing = await store.list()
-        rows = rows_for(listing.tenants, now or datetime.now(UTC))
+        rows = rows_for(listing.tenants, now)
         if args.json:
             print(json.dumps(json_rows(rows), indent=2), file=out)
         else:
@@ -112,11 +123,44 @@ async def instances_command(
             file=err,
         )
         return EXIT_USAGE
-    if await store.delete(instance_id):
+    try:
+        return await _one(args, store, instance_id, now, out)
+    except NotFound:
+        print(f"zero-emqx: no instance {instance_id}", file=err)
+        return EXIT_NOT_FOUND
+    except OperationRefused as exc:
+        print(f"zero-emqx: {exc}", file=err)
+        return EXIT_NOT_FOUND
+
+
+async def _one(
+    args: argparse.Namespace, store: TenantStore, instance_id: str, now: datetime, out: TextIO
+) -> int:
+    command = args.instances_command
+    if command == "delete":
+        if not await store.delete(instance_id):
+            raise NotFound(instance_id)
         print(f"deleted {instance_id}", file=out)
-        return EXIT_OK
-    print(f"zero-emqx: no instance {instance_id}", file=err)
-    return EXIT_NOT_FOUND
+    elif command == "show":
+        tenant = await store.get(instance_id)
+        if tenant is None:
+            raise NotFound(instance_id)
+        row = json_rows(rows_for([tenant], now))[0]
+        if args.json:
+            print(json.dumps(row, indent=2), file=out)
+        else:
+            print("\n".join(f"{key}: {value}" for key, value in row.items()), file=out)
+    elif command in {"pause", "resume"}:
+        await modify(store, instance_id, set_paused(command == "pause", now))
+        print(f"{'paused' if command == 'pause' else 'resumed'} {instance_id}", file=out)
+    else:  # rotate
+        tenant, password = await rotate(store, instance_id, now)
+        answer = {"username": tenant.instance_id, "password": password}
+        if args.json:
+            print(json.dumps(answer, indent=2), file=out)
+        else:
+            print(f"username: {tenant.instance_id}\npassword: {password}", file=out)
+    return EXIT_OK
 
 
 def run_instances(args: argparse.Namespace) -> int:

@@ -1,0 +1,115 @@
+"""How many MQTT clients an instance has connected, asked of EMQX's REST API.
+
+`GET /api/v5/clients?username=<instance id>&limit=1` answers `meta.count`. The count is
+decoration: without EMQX_API_URL, or when EMQX is slow, down, refuses the key or answers
+something unexpected, it is None (shown as null), never an error. The manager asks with
+the same EMQX_API_URL / EMQX_API_KEY / EMQX_API_SECRET as the ExHook (the key needs the
+`connections` scope), and waits at most EMQX_API_TIMEOUT_SECONDS, capped at half the
+request deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+
+from tenants.errors import ConfigError
+from tenants.settings import env_float
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v5"
+
+
+@dataclass(frozen=True)
+class EmqxClientsSettings:
+    url: str | None = None  # EMQX_API_URL; None: connected_clients is always null
+    key: str = ""  # EMQX_API_KEY
+    secret: str = field(default="", repr=False)  # EMQX_API_SECRET
+    timeout_seconds: float = 5.0  # EMQX_API_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.url is None:
+            return
+        parts = urlsplit(self.url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(f"EMQX_API_URL must be an http(s) URL, got {self.url!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError("EMQX_API_URL must not carry credentials; use EMQX_API_KEY/SECRET")
+        if not self.key or not self.secret:
+            raise ConfigError("EMQX_API_URL needs EMQX_API_KEY and EMQX_API_SECRET")
+
+    @property
+    def base_url(self) -> str:
+        root = (self.url or "").rstrip("/")
+        return root if root.endswith(API_PREFIX) else root + API_PREFIX
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> EmqxClientsSettings:
+        env = os.environ if environ is None else environ
+        url = env.get("EMQX_API_URL", "").strip()
+        return cls(
+            url=url or None,
+            key=env.get("EMQX_API_KEY", "").strip(),
+            secret=env.get("EMQX_API_SECRET", "").strip(),
+            timeout_seconds=env_float(env, "EMQX_API_TIMEOUT_SECONDS", 5.0, minimum=0.001),
+        )
+
+
+class ConnectedClients:
+    """`count(instance_id)`: EMQX's client count for that username, or None."""
+
+    def __init__(
+        self,
+        settings: EmqxClientsSettings,
+        *,
+        timeout_cap: float | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client: httpx.AsyncClient | None = None
+        if settings.url is None:
+            return
+        timeout = settings.timeout_seconds
+        if timeout_cap is not None:
+            timeout = min(timeout, timeout_cap)
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url,
+            auth=httpx.BasicAuth(settings.key, settings.secret),
+            timeout=httpx.Timeout(timeout),
+            headers={"Accept": "application/json"},
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"ConnectedClients(enabled={self._client is not None})"
+
+    async def count(self, instance_id: str) -> int | None:
+        if self._client is None:
+            return None
+        try:
+            response = await self._client.get(
+                "/clients", params={"username": instance_id, "limit": 1, "page": 1}
+            )
+        except httpx.HTTPError as exc:
+            log.warning("EMQX API unreachable for the client count: %s", type(exc).__name__)
+            return None
+        if response.status_code != 200:
+            log.warning("EMQX API answered %s to the client count", response.status_code)
+            return None
+        try:
+            count = response.json()["meta"]["count"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("EMQX client list has no meta.count")
+            return None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            return None
+        return count
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()

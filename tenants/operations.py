@@ -1,0 +1,130 @@
+"""What operators and tenants may do to an instance, as changes of its record.
+
+Every action is a write to the tenant store, so the ExHook reacts to an API call or a
+CLI command exactly as to an operator editing the Secret by hand: pause is
+`paused=True`, resume `paused=False`, rotate a new password hash, an expiry change a
+new `expires_at`, and revoke is `store.delete`. Updates carry the revision they read;
+on Conflict the record is read again and the change applied again.
+
+The changes are pure functions of the record (`Change`); `modify` is the one loop that
+reads, applies and writes. An expired instance can only be deleted (the reaper is about
+to): pausing, resuming, rotating or moving its expiry raises InstanceExpired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from concurrent.futures import Executor
+from datetime import datetime, timedelta
+
+from tenants.credentials import new_password
+from tenants.errors import Conflict, NotFound, ZeroEmqxError
+from tenants.hashing import hash_password
+from tenants.record import Tenant, format_time
+from tenants.store import TenantStore
+
+UPDATE_ATTEMPTS = 5
+
+Change = Callable[[Tenant], Tenant]
+"""The record as it should be, given the record as it is (raise to refuse)."""
+
+
+class OperationRefused(ZeroEmqxError):
+    """The change does not apply to this record (a client error, not a store failure)."""
+
+
+class InstanceExpired(OperationRefused):
+    """The instance has expired: it can only be deleted."""
+
+
+class ExpiryRefused(OperationRefused):
+    """The requested expires_at is in the past or beyond the longest lifetime."""
+
+
+class CredentialsChanged(ZeroEmqxError):
+    """The password hash changed since the caller was authenticated against it."""
+
+
+def _live(tenant: Tenant, now: datetime) -> Tenant:
+    if tenant.is_expired(now):
+        raise InstanceExpired(f"instance {tenant.instance_id} has expired")
+    return tenant
+
+
+def set_paused(paused: bool, now: datetime) -> Change:
+    def change(tenant: Tenant) -> Tenant:
+        return dataclasses.replace(_live(tenant, now), paused=paused)
+
+    return change
+
+
+def set_password_hash(password_hash: str, now: datetime, *, expected: str | None = None) -> Change:
+    """Replace the hash; with `expected`, only while the record still holds that hash."""
+
+    def change(tenant: Tenant) -> Tenant:
+        if expected is not None and tenant.password_hash != expected:
+            raise CredentialsChanged(f"instance {tenant.instance_id}: credentials changed")
+        return dataclasses.replace(_live(tenant, now), password_hash=password_hash)
+
+    return change
+
+
+def checked_expiry(tenant: Tenant, expires_at: datetime, now: datetime, max_ttl: int) -> datetime:
+    """`expires_at` (whole seconds) when it is after now and within max_ttl of creation."""
+    wanted = expires_at.replace(microsecond=0)
+    latest = tenant.created_at + timedelta(seconds=max_ttl)
+    if wanted <= now:
+        raise ExpiryRefused("expires_at must be in the future (DELETE revokes an instance now)")
+    if wanted > latest:
+        raise ExpiryRefused(
+            f"expires_at must not be later than {format_time(latest)}"
+            f" (created_at + MAX_TTL_SECONDS = {max_ttl} s)"
+        )
+    return wanted
+
+
+def set_expiry(expires_at: datetime, now: datetime, max_ttl: int) -> Change:
+    def change(tenant: Tenant) -> Tenant:
+        wanted = checked_expiry(_live(tenant, now), expires_at, now, max_ttl)
+        return dataclasses.replace(tenant, expires_at=wanted)
+
+    return change
+
+
+async def modify(store: TenantStore, instance_id: str, change: Change) -> Tenant:
+    """Read, change, write with the revision read; again on Conflict. An unchanged record
+    is not written. NotFound when there is no such instance; Conflict when it kept
+    changing for UPDATE_ATTEMPTS rounds."""
+    for _ in range(UPDATE_ATTEMPTS):
+        current = await store.get(instance_id)
+        if current is None:
+            raise NotFound(f"instance {instance_id} not found")
+        wanted = change(current)
+        if wanted == current:
+            return current
+        try:
+            return await store.update(wanted)
+        except Conflict:
+            continue
+    raise Conflict(f"instance {instance_id} kept changing; gave up after {UPDATE_ATTEMPTS} tries")
+
+
+async def rotate(
+    store: TenantStore,
+    instance_id: str,
+    now: datetime,
+    *,
+    hasher: Executor | None = None,
+    expected: str | None = None,
+) -> tuple[Tenant, str]:
+    """A new password for the instance: (the stored record, the password, shown once).
+    Hashing runs on `hasher` (the default pool when None), never on the event loop."""
+    password = new_password()
+    loop = asyncio.get_running_loop()
+    password_hash = await loop.run_in_executor(hasher, hash_password, password)
+    tenant = await modify(
+        store, instance_id, set_password_hash(password_hash, now, expected=expected)
+    )
+    return tenant, password
