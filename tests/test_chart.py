@@ -141,6 +141,10 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
         'ipHashKey.secretKey="key"',
     ),
     "no-network-policy": ("networkPolicy.enabled=false",),
+    "management-api": (
+        "manager.managementApi.enabled=true",
+        'manager.managementApi.keysSecret="ops-keys"',
+    ),
     "exhook-tls": ('exhook.tls.existingSecret="exhook-tls"',),
     "metrics-from-prometheus": (
         'networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":'
@@ -239,6 +243,33 @@ def test_processes_get_the_settings_they_read(helm: str) -> None:
     assert "EXHOOK_TLS_CERT" not in exhook
     for name, key in (("EMQX_API_KEY", "api-key"), ("EMQX_API_SECRET", "api-secret")):
         assert exhook[name]["secretKeyRef"] == {"name": f"{RELEASE}-emqx-api", "key": key}
+
+
+def test_management_api_is_off_by_default_and_wired_when_on(helm: str) -> None:
+    objects = scenario(helm, "defaults")
+    manager = env_of(deployment(objects, "manager"), objects)
+    assert manager["MANAGEMENT_API"] == "false"
+    assert "MANAGEMENT_API_KEYS_FILE" not in manager
+    # connected_clients: the manager reads EMQX's client count with the hook's key
+    assert manager["EMQX_API_URL"] == "http://emqx:18083"
+    assert manager["EMQX_API_KEY"]["secretKeyRef"] == {
+        "name": f"{RELEASE}-emqx-api",
+        "key": "api-key",
+    }
+
+    objects = scenario(helm, "management-api")
+    deploy = deployment(objects, "manager")
+    manager = env_of(deploy, objects)
+    assert manager["MANAGEMENT_API"] == "true"
+    path = manager["MANAGEMENT_API_KEYS_FILE"]
+    mounts = {m["name"]: m for m in container(deploy)["volumeMounts"]}
+    assert path == mounts["management-keys"]["mountPath"] + "/api_keys"
+    assert mounts["management-keys"]["readOnly"] is True
+    volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["management-keys"]["secret"] == {
+        "secretName": "ops-keys",
+        "items": [{"key": "api_keys", "path": "api_keys"}],
+    }
 
 
 def test_generated_api_key_secret_carries_emqx_bootstrap_line(helm: str) -> None:
