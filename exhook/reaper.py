@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 
 from tenants.errors import StoreError
 from tenants.index import TenantIndex
-from tenants.record import Tenant
 from tenants.store import TenantStore
 
 log = logging.getLogger(__name__)
-
-
-def expired_ids(tenants: Iterable[Tenant], now: datetime) -> list[str]:
-    """The instance ids whose record has expired at `now`, soonest-expired first."""
-    expired = [t for t in tenants if t.is_expired(now)]
-    expired.sort(key=lambda t: (t.expires_at, t.instance_id))
-    return [t.instance_id for t in expired]
 
 
 class Reaper:
@@ -56,7 +48,7 @@ class Reaper:
     async def reap_once(self) -> int:
         """Delete every expired record the index holds; the number this call deleted."""
         deleted = 0
-        expired = expired_ids(self._index.tenants(), self._clock())
+        expired = self._index.expired_ids(self._clock())
         if self._on_expired is not None:
             for instance_id in expired:
                 # Kick even if the store refuses the delete: expiry ends sessions regardless.

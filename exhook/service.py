@@ -47,6 +47,10 @@ Clock = Callable[[], datetime]
 
 _EMPTY = pb.EmptySuccess()
 _IGNORE = pb.ValuedResponse(type=pb.ValuedResponse.IGNORE)
+# Answers are immutable once built: one shared message per verdict, not one per call.
+_ALLOW = pb.ValuedResponse(type=pb.ValuedResponse.STOP_AND_RETURN, bool_result=True)
+_DENY = pb.ValuedResponse(type=pb.ValuedResponse.STOP_AND_RETURN, bool_result=False)
+_CACHED = Decision(Verdict.ALLOW, Reason.CACHED)
 SERVICE_NAME = "emqx.exhook.v3.HookProvider"
 OVERLOAD_LOG_INTERVAL = 10.0  # seconds
 
@@ -56,11 +60,10 @@ def utc_clock() -> datetime:
 
 
 def valued(decision: Decision) -> pb.ValuedResponse:
+    """The wire answer (a shared message: grpc only serializes it, nobody mutates it)."""
     if decision.verdict is Verdict.IGNORE:
-        return pb.ValuedResponse(type=pb.ValuedResponse.IGNORE)
-    return pb.ValuedResponse(
-        type=pb.ValuedResponse.STOP_AND_RETURN, bool_result=decision.verdict is Verdict.ALLOW
-    )
+        return _IGNORE
+    return _ALLOW if decision.verdict is Verdict.ALLOW else _DENY
 
 
 def loggable_user(username: str) -> str:
@@ -89,6 +92,9 @@ class HookProvider:
         self._margin = settings.deadline_margin
         self._sheds = 0
         self._last_overload_log = -OVERLOAD_LOG_INTERVAL
+        # The labelled metric children of each (hook, decision): `labels()` takes a lock
+        # and hashes its arguments, which cost as much as the rest of a cached answer.
+        self._observers: dict[tuple[str, Decision], tuple[Any, Any]] = {}
 
     # -- the two hooks we register ------------------------------------------------
 
@@ -165,7 +171,7 @@ class HookProvider:
             and plan.cacheable
             and self._verifier.cached(plan.tenant, password)
         ):
-            return Decision(Verdict.ALLOW, Reason.CACHED)
+            return _CACHED
         try:
             matched = await self._verifier.verify(
                 plan.password_hash, password, budget=self._budget(context)
@@ -231,7 +237,15 @@ class HookProvider:
 
     def _done(self, hook: str, decision: Decision, started: float, username: str) -> None:
         elapsed = time.perf_counter() - started
-        self._metrics.observe(hook, decision, elapsed)
+        observers = self._observers.get((hook, decision))
+        if observers is None:  # what ExhookMetrics.observe records, its children kept
+            observers = (
+                self._metrics.decisions.labels(hook, decision.verdict.value, decision.reason.value),
+                self._metrics.latency.labels(hook),
+            )
+            self._observers[(hook, decision)] = observers
+        observers[0].inc()
+        observers[1].observe(elapsed)
         if decision.reason is Reason.OVERLOADED:
             self._note_overload()
         if log.isEnabledFor(logging.DEBUG):

@@ -40,6 +40,9 @@ class ExhookSettings:
     deadline_margin: float = 0.25  # EXHOOK_DEADLINE_MARGIN_SECONDS: kept free of EMQX's deadline
     shutdown_grace: float = 5.0  # EXHOOK_SHUTDOWN_GRACE_SECONDS: in-flight calls may finish
     lookup_rate: float = 20.0  # EXHOOK_LOOKUP_RATE: store reads/s for ids the index lacks
+    # EXHOOK_PROCESSES: ExHook processes run on this `addr` (one per core, each started on
+    # its own with its own EXHOOK_HTTP_ADDR); > 1 sets SO_REUSEPORT so that they share it.
+    processes: int = 1
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -53,6 +56,10 @@ class ExhookSettings:
         object.__setattr__(self, "unknown_user_action", action)
         if self.verify_workers == 0:
             object.__setattr__(self, "verify_workers", _default_workers())
+        if self.processes < 1:
+            raise ConfigError(f"EXHOOK_PROCESSES must be >= 1, got {self.processes}")
+        if self.processes > 1 and self.addr[1] == 0:
+            raise ConfigError("EXHOOK_PROCESSES > 1 needs a fixed port in EXHOOK_ADDR")
 
     @property
     def tls(self) -> bool:
@@ -80,6 +87,7 @@ class ExhookSettings:
             deadline_margin=env_float(env, "EXHOOK_DEADLINE_MARGIN_SECONDS", 0.25),
             shutdown_grace=env_float(env, "EXHOOK_SHUTDOWN_GRACE_SECONDS", 5.0),
             lookup_rate=env_float(env, "EXHOOK_LOOKUP_RATE", 20.0),
+            processes=env_int(env, "EXHOOK_PROCESSES", 1, minimum=1),
         )
 
     def read_tls(self) -> tuple[bytes, bytes] | None:

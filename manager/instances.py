@@ -84,8 +84,12 @@ class InstanceService:
         self._executor = hash_executor
         self._clock = clock
         self._rate = rate_limiter or RateLimiter(settings.per_ip_rate)
-        # Count + create must not interleave, or concurrent requests overshoot the caps.
-        self._cap_lock = asyncio.Lock()
+        # Count + create must not interleave, or concurrent requests overshoot the caps;
+        # with no cap configured there is nothing to count and creates run in parallel.
+        capped = settings.per_ip_max_live or settings.max_live_instances
+        self._cap_lock: contextlib.AbstractAsyncContextManager[object] = (
+            asyncio.Lock() if capped else contextlib.nullcontext()
+        )
 
     async def create(self, request: CreateRequest, ip_hash: str) -> Created:
         wait = self._rate.acquire(ip_hash)

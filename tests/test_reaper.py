@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from exhook.reaper import Reaper, expired_ids
+from exhook.reaper import Reaper
 from tenants.errors import StoreUnavailable
 from tenants.index import TenantIndex
 from tenants.store import Listing, TenantStore
@@ -19,8 +19,10 @@ def test_expired_ids() -> None:
     b = replace(base, instance_id="emqx-000000000000000b", expires_at=now)
     c = replace(base, instance_id="emqx-000000000000000c", expires_at=now + timedelta(seconds=1))
     d = replace(a, instance_id="emqx-000000000000000d", paused=True)
-    assert expired_ids([c, b, d, a], now) == [a.instance_id, d.instance_id, b.instance_id]
-    assert expired_ids([], now) == []
+    index = TenantIndex()
+    assert index.expired_ids(now) == []
+    index.replace(Listing((c, b, d, a), "1"))
+    assert index.expired_ids(now) == [a.instance_id, d.instance_id, b.instance_id]
 
 
 async def indexed(store: TenantStore) -> TenantIndex:
