@@ -2,12 +2,18 @@
 
 No I/O, no clock, no gRPC: every input is a parameter, every output a frozen value.
 
+Two usernames name an instance: its id (the owner, every right) and
+`<instance id>.<cred id>` (a scoped credential: its own password, publish and/or
+subscribe). EMQX's namespace is the first 21 characters of the username, so any other
+username starting with an instance id would land in that instance's namespace: such a
+username is never ignored (whatever UNKNOWN_USER_ACTION says) but denied.
+
 Authentication runs in two steps so that timing says nothing about the user:
 `plan_authenticate` either answers at once (decisions that do not depend on which
 tenant is named: index not synced, a username that is not one of ours, a password
 of the wrong shape) or returns a `VerifyPlan` naming the one argon2 hash to check,
-the tenant's or the decoy, and the reason to deny whatever the verify says.
-`conclude` turns the verify's outcome into the answer.
+the tenant's, the credential's or the decoy, and the reason to deny whatever the
+verify says. `conclude` turns the verify's outcome into the answer.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from tenants.credentials import INSTANCE_ID_RE, PASSWORD_LENGTH
+from tenants.credentials import PASSWORD_LENGTH, claims_a_namespace, parse_username
 from tenants.hashing import DECOY_HASH
-from tenants.record import Tenant
+from tenants.record import ScopedCredential, Tenant
 
 AUTHENTICATE = "client.authenticate"
 AUTHORIZE = "client.authorize"
@@ -37,8 +43,10 @@ class Reason(StrEnum):
     OK = "ok"
     CACHED = "cached"  # allowed from the verified-credential cache
     NOT_SYNCED = "not_synced"
-    NOT_OURS = "not_ours"  # username is not an instance id
+    NOT_OURS = "not_ours"  # username is neither an instance id nor a scoped username
+    BAD_USERNAME = "bad_username"  # starts with an instance id, but in neither exact form
     NO_SUCH_TENANT = "no_such_tenant"
+    NO_SUCH_CREDENTIAL = "no_such_credential"  # the instance has no such scoped credential
     EXPIRED = "expired"
     PAUSED = "paused"
     BAD_CLIENT_ID = "bad_client_id"
@@ -47,6 +55,7 @@ class Reason(StrEnum):
     OVERLOADED = "overloaded"
     BAD_MOUNTPOINT = "bad_mountpoint"
     OUTSIDE_NAMESPACE = "outside_namespace"
+    NOT_PERMITTED = "not_permitted"  # a scoped credential without that right
     INTERNAL_ERROR = "internal_error"
 
 
@@ -68,13 +77,20 @@ def deny(reason: Reason) -> Decision:
     return Decision(Verdict.DENY, reason)
 
 
+class Action(StrEnum):
+    PUBLISH = "publish"
+    SUBSCRIBE = "subscribe"
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyPlan:
-    """Verify the password against `password_hash`; deny with `failure` if it is set."""
+    """Verify the password against `password_hash`; deny with `failure` if it is set.
+    `cred_id` names the scoped credential verified (None: the instance's own password)."""
 
     password_hash: str
     failure: Reason | None
     tenant: Tenant | None
+    cred_id: str | None = None
 
     @property
     def cacheable(self) -> bool:
@@ -83,7 +99,26 @@ class VerifyPlan:
 
 
 def is_ours(username: str) -> bool:
-    return INSTANCE_ID_RE.fullmatch(username) is not None
+    """One of the two exact forms: an instance id, or `<instance id>.<cred id>`."""
+    return parse_username(username) is not None
+
+
+def instance_of(username: str) -> str | None:
+    """The instance id a username of ours names (the index's key), else None."""
+    parsed = parse_username(username)
+    return None if parsed is None else parsed[0]
+
+
+def not_ours(username: str, ignore_unknown: bool) -> Decision:
+    """The answer for a username in neither form: a username in one of our namespaces is
+    always denied; anything else is ignored when the operator asked for it."""
+    if claims_a_namespace(username):
+        return deny(Reason.BAD_USERNAME)
+    return Decision(Verdict.IGNORE if ignore_unknown else Verdict.DENY, Reason.NOT_OURS)
+
+
+def credential_of(tenant: Tenant, cred_id: str | None) -> ScopedCredential | None:
+    return None if cred_id is None else tenant.credential(cred_id)
 
 
 def client_id_fits(instance_id: str, clientid: str) -> bool:
@@ -113,25 +148,32 @@ def plan_authenticate(
     now: datetime,
     ignore_unknown: bool,
 ) -> Decision | VerifyPlan:
-    """The first step of `client.authenticate`; `tenant` is the index's entry for `username`."""
+    """The first step of `client.authenticate`; `tenant` is the index's entry for the
+    instance the username names (`instance_of(username)`)."""
     if not synced:
         return deny(Reason.NOT_SYNCED)
-    if not is_ours(username):
-        return Decision(Verdict.IGNORE if ignore_unknown else Verdict.DENY, Reason.NOT_OURS)
+    parsed = parse_username(username)
+    if parsed is None:
+        return not_ours(username, ignore_unknown)
     if len(password) != PASSWORD_LENGTH:  # empty, truncated or huge: says nothing of the user
         return deny(Reason.BAD_PASSWORD_FORMAT)
+    instance_id, cred_id = parsed
     problem = tenant_problem(tenant, now)
-    if problem is None and tenant is not None and not client_id_fits(tenant.instance_id, clientid):
-        problem = Reason.BAD_CLIENT_ID
-    if problem is not None or tenant is None:
+    if problem is not None or tenant is None or tenant.instance_id != instance_id:
         return VerifyPlan(DECOY_HASH, problem or Reason.NO_SUCH_TENANT, None)
-    return VerifyPlan(tenant.password_hash, None, tenant)
+    credential = credential_of(tenant, cred_id)
+    if cred_id is not None and credential is None:
+        return VerifyPlan(DECOY_HASH, Reason.NO_SUCH_CREDENTIAL, None, cred_id)
+    if not client_id_fits(instance_id, clientid):
+        return VerifyPlan(DECOY_HASH, Reason.BAD_CLIENT_ID, None)
+    password_hash = tenant.password_hash if credential is None else credential.password_hash
+    return VerifyPlan(password_hash, None, tenant, cred_id)
 
 
 def conclude(plan: VerifyPlan, matched: bool, *, current: Tenant | None, now: datetime) -> Decision:
     """The second step: the plan's own failure wins, then the password's, then the record
-    as the index has it now (`current`): it may have gone, expired, been paused or had its
-    password replaced while the verify ran."""
+    as the index has it now (`current`): it may have gone, expired, been paused, lost the
+    credential or had the password replaced while the verify ran."""
     if plan.failure is not None:
         return deny(plan.failure)
     if not matched:
@@ -139,7 +181,14 @@ def conclude(plan: VerifyPlan, matched: bool, *, current: Tenant | None, now: da
     problem = tenant_problem(current, now)
     if problem is not None or current is None:
         return deny(problem or Reason.NO_SUCH_TENANT)
-    if current.password_hash != plan.password_hash:
+    if plan.cred_id is None:
+        stored = current.password_hash
+    else:
+        credential = current.credential(plan.cred_id)
+        if credential is None:
+            return deny(Reason.NO_SUCH_CREDENTIAL)
+        stored = credential.password_hash
+    if stored != plan.password_hash:
         return deny(Reason.WRONG_PASSWORD)
     return allow()
 
@@ -171,16 +220,24 @@ def decide_authorize(
     tenant: Tenant | None,
     now: datetime,
     ignore_unknown: bool,
+    action: Action | None,
 ) -> Decision:
-    """`client.authorize`: a live tenant, its namespace mountpoint, a topic inside it."""
+    """`client.authorize`: a live tenant, its namespace mountpoint, a topic inside it, and
+    for a scoped credential the right to `action` (None: an action we do not know, which
+    only the instance's own username may take)."""
     if not synced:
         return deny(Reason.NOT_SYNCED)
-    if not is_ours(username):
-        return Decision(Verdict.IGNORE if ignore_unknown else Verdict.DENY, Reason.NOT_OURS)
+    parsed = parse_username(username)
+    if parsed is None:
+        return not_ours(username, ignore_unknown)
+    instance_id, cred_id = parsed
     problem = tenant_problem(tenant, now)
-    if problem is not None or tenant is None:
+    if problem is not None or tenant is None or tenant.instance_id != instance_id:
         return deny(problem or Reason.NO_SUCH_TENANT)
-    namespace = tenant.instance_id + "/"
+    credential = credential_of(tenant, cred_id)
+    if cred_id is not None and credential is None:
+        return deny(Reason.NO_SUCH_CREDENTIAL)
+    namespace = instance_id + "/"
     if mountpoint != namespace:
         return deny(Reason.BAD_MOUNTPOINT)
     if not topic:
@@ -189,4 +246,14 @@ def decide_authorize(
         topic.startswith(namespace) and len(topic) > len(namespace)
     ):
         return deny(Reason.OUTSIDE_NAMESPACE)
+    if credential is not None and not may(credential, action):
+        return deny(Reason.NOT_PERMITTED)
     return allow()
+
+
+def may(credential: ScopedCredential, action: Action | None) -> bool:
+    if action is Action.PUBLISH:
+        return credential.allow_publish
+    if action is Action.SUBSCRIBE:
+        return credential.allow_subscribe
+    return False

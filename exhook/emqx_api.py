@@ -10,7 +10,9 @@ Contract, as read in emqx/emqx tag 6.2.2:
 - `GET /mt/ns_list?last_ns=&limit=`: a JSON array of names in key order; `last_ns` is an
   exclusive cursor.
 - `GET /clients?username=&page=&limit=` (`emqx_mgmt_api_clients.erl`, scope `connections`):
-  `{"data": [...], "meta": {"page", "limit", "hasnext", ...}}`.
+  `{"data": [...], "meta": {"page", "limit", "hasnext", ...}}`; `username` is an array
+  (`hoconsc:array(binary())`, also in 6.0.3 and e6.0.1): repeated, it lists the clients
+  of any of those usernames.
 - `POST /clients/kickout/bulk` with a JSON array of client ids: 204.
 - 401 `BAD_API_KEY_OR_SECRET` for a wrong key/secret, 403 `UNAUTHORIZED_ROLE` for a key
   without the path's scope (`apps/emqx_dashboard/src/emqx_dashboard.erl`).
@@ -129,7 +131,8 @@ class EmqxApi(Protocol):
 
     def list_namespaces(self) -> AsyncIterator[str]: ...
 
-    async def list_clients(self, username: str) -> list[EmqxClient]: ...
+    async def list_clients(self, username: str, *more: str) -> list[EmqxClient]:
+        """The clients of `username` and of each of `more`."""
 
     async def kick_clients(self, clientids: Sequence[str]) -> Outcome: ...
 
@@ -263,11 +266,15 @@ class HttpxEmqxApi:
                 return
             last = page[-1]
 
-    async def list_clients(self, username: str) -> list[EmqxClient]:
+    async def list_clients(self, username: str, *more: str) -> list[EmqxClient]:
         clients: list[EmqxClient] = []
+        usernames = list(dict.fromkeys((username, *more)))
+        what = f"list the clients of {username}"
+        if len(usernames) > 1:
+            what += f" and {len(usernames) - 1} more username(s)"
         for page in range(1, MAX_CLIENT_PAGES + 1):
-            params = {"username": username, "page": page, "limit": CLIENT_PAGE_SIZE}
-            what = f"list the clients of {username}"
+            params = [("username", u) for u in usernames]
+            params += [("page", str(page)), ("limit", str(CLIENT_PAGE_SIZE))]
             response = await self._call("GET", "/clients", ok=(200,), what=what, params=params)
             if response.status_code != 200:
                 raise EmqxRequestError(f"EMQX API cannot {what}: {response.status_code}")

@@ -1,9 +1,12 @@
 """Turn tenant changes into EMQX REST calls, retried until EMQX confirms.
 
 `job_for_change` (pure) says what a (before, after) change of a record needs; `Kicker`
-keeps at most one job per instance id, runs them on a fixed number of workers and
-retries each with exponential backoff until EMQX lists no session it must end.
-Jobs are never dropped, except a removal for a tenant that is live again.
+keeps at most one job per subject (an instance id, or a scoped credential's username),
+runs them on a fixed number of workers and retries each with exponential backoff until
+EMQX lists no session it must end. A job on an instance lists the clients of the instance
+id and of every scoped username it was given (EMQX's namespace kick covers them too, but
+only with emqx_mt). Jobs are never dropped, except a removal for a tenant that is live
+again.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ import heapq
 import itertools
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from exhook.emqx_api import EmqxApi, EmqxApiError, EmqxClient
-from tenants.credentials import is_instance_id
+from tenants.credentials import parse_username
 from tenants.errors import InvalidRecord, StoreError
 from tenants.index import TenantIndex
 from tenants.record import Tenant
@@ -32,12 +35,24 @@ Clock = Callable[[], datetime]
 
 
 class JobKind(StrEnum):
-    REAUTH = "reauth"  # password hash replaced: end the sessions that exist now, keep the ns
-    PAUSE = "pause"  # paused: end every session, keep the namespace
+    REAUTH = "reauth"  # a password hash replaced: end the sessions that exist now, keep the ns
+    REVOKE = "revoke"  # a scoped credential removed: end every session of its username
+    PAUSE = "pause"  # paused: end every session of the instance, keep the namespace
     REMOVE = "remove"  # record gone: delete the namespace and end every session
 
 
-_RANK = {JobKind.REAUTH: 1, JobKind.PAUSE: 2, JobKind.REMOVE: 3}
+_RANK = {JobKind.REAUTH: 1, JobKind.REVOKE: 2, JobKind.PAUSE: 3, JobKind.REMOVE: 4}
+_INSTANCE_ONLY = frozenset({JobKind.PAUSE, JobKind.REMOVE})
+
+
+@dataclass(frozen=True, slots=True)
+class KickRequest:
+    """`kind` on `subject` (an instance id or a scoped username); `usernames` are the
+    further usernames whose sessions it ends (an instance's scoped credentials)."""
+
+    subject: str
+    kind: JobKind
+    usernames: frozenset[str] = frozenset()
 
 
 def merge_kinds(a: JobKind, b: JobKind) -> JobKind:
@@ -45,17 +60,34 @@ def merge_kinds(a: JobKind, b: JobKind) -> JobKind:
     return a if _RANK[a] >= _RANK[b] else b
 
 
-def job_for_change(before: Tenant | None, after: Tenant | None) -> JobKind | None:
-    """What a record change asks of EMQX; None when nothing (creation, unpause, no-op edit)."""
+def job_for_change(before: Tenant | None, after: Tenant | None) -> tuple[KickRequest, ...]:
+    """What a record change asks of EMQX; nothing for a creation, an unpause, a new
+    credential or a no-op edit. Deletion and pause cover every username of the instance;
+    otherwise the instance's own password and each scoped credential are looked at
+    separately: a credential removed is REVOKE, its hash replaced or a right taken away
+    REAUTH, on its own username."""
     if before is None:
-        return None
+        return ()
+    instance_id = before.instance_id
     if after is None:
-        return JobKind.REMOVE
+        return (KickRequest(instance_id, JobKind.REMOVE, frozenset(before.usernames())),)
     if after.paused and not before.paused:
-        return JobKind.PAUSE
+        everyone = frozenset((*before.usernames(), *after.usernames()))
+        return (KickRequest(instance_id, JobKind.PAUSE, everyone),)
+    requests = []
     if after.password_hash != before.password_hash:
-        return JobKind.REAUTH
-    return None
+        requests.append(KickRequest(instance_id, JobKind.REAUTH))
+    for old in before.credentials:
+        new = after.credential(old.cred_id)
+        if new is None:
+            requests.append(KickRequest(before.username_of(old), JobKind.REVOKE))
+        elif (
+            new.password_hash != old.password_hash
+            or (old.allow_publish and not new.allow_publish)
+            or (old.allow_subscribe and not new.allow_subscribe)
+        ):
+            requests.append(KickRequest(before.username_of(old), JobKind.REAUTH))
+    return tuple(requests)
 
 
 def backoff_delay(failures: int, initial: float, maximum: float, jitter: float = 0.0) -> float:
@@ -68,7 +100,7 @@ def sessions_to_end(
     kind: JobKind, clients: Sequence[EmqxClient], snapshot: frozenset[tuple[str, str]] | None
 ) -> list[EmqxClient]:
     """REAUTH ends only the sessions seen when the job began (a reconnect with the new
-    password is a new session); PAUSE and REMOVE end every session of the tenant."""
+    password is a new session); REVOKE, PAUSE and REMOVE end every session listed."""
     if kind is JobKind.REAUTH and snapshot is not None:
         return [c for c in clients if (c.clientid, c.connected_at) in snapshot]
     return list(clients)
@@ -77,12 +109,13 @@ def sessions_to_end(
 class Result(StrEnum):
     CONFIRMED = "confirmed"  # EMQX lists no session the job must end
     PENDING = "pending"  # sessions were left and have been kicked: re-check later
-    DROPPED = "dropped"  # removal of a tenant that is live again: nothing to do
+    DROPPED = "dropped"  # removal of a tenant (or credential) that is back: nothing to do
 
 
 @dataclass
 class _Job:
     kind: JobKind
+    usernames: frozenset[str] = frozenset()  # listed besides the subject (PAUSE, REMOVE)
     generation: int = 0
     failures: int = 0
     snapshot: frozenset[tuple[str, str]] | None = None
@@ -90,7 +123,7 @@ class _Job:
 
 
 class Kicker:
-    """One job per instance id, `concurrency` at a time, retried until confirmed."""
+    """One job per subject, `concurrency` at a time, retried until confirmed."""
 
     def __init__(
         self,
@@ -124,26 +157,41 @@ class Kicker:
     def pending(self) -> int:
         return len(self._jobs)
 
-    def pending_kind(self, instance_id: str) -> JobKind | None:
-        job = self._jobs.get(instance_id)
+    def pending_kind(self, subject: str) -> JobKind | None:
+        job = self._jobs.get(subject)
         return None if job is None else job.kind
 
-    def request(self, instance_id: str, kind: JobKind) -> None:
-        """Ask for `kind` on `instance_id`; merged with any job already there for it."""
-        if not is_instance_id(instance_id):
-            log.warning("refusing to act on a name that is not an instance id")
+    def pending_usernames(self, subject: str) -> frozenset[str]:
+        job = self._jobs.get(subject)
+        return frozenset() if job is None else job.usernames | {subject}
+
+    def request(self, subject: str, kind: JobKind, usernames: Iterable[str] = ()) -> None:
+        """Ask for `kind` on `subject` (an instance id; REAUTH and REVOKE also a scoped
+        username) and, for PAUSE and REMOVE, the instance's `usernames` besides; merged
+        with any job already there for it."""
+        parsed = parse_username(subject)
+        if parsed is None or (kind in _INSTANCE_ONLY and parsed[1] is not None):
+            log.warning("refusing to act on a name that is not an instance id or our username")
             return
-        job = self._jobs.get(instance_id)
+        extra = frozenset(
+            u
+            for u in usernames
+            if kind in _INSTANCE_ONLY and u != subject and _instance_of(u) == subject
+        )
+        job = self._jobs.get(subject)
         if job is None:
-            self._jobs[instance_id] = _Job(kind)
-            self._ready.put_nowait(instance_id)
-            log.info("%s: %s job queued", instance_id, kind)
+            self._jobs[subject] = _Job(kind, extra)
+            self._ready.put_nowait(subject)
+            log.info("%s: %s job queued", subject, kind)
             return
         merged = merge_kinds(job.kind, kind)
-        if merged is not job.kind or merged is JobKind.REAUTH:
-            # A stronger job, or another password change: run (again) once more.
-            job.kind = merged
+        stronger = merged is not job.kind or merged is JobKind.REAUTH
+        if stronger or not extra <= job.usernames:
+            # A stronger job, another password change or more usernames: run (again).
             job.generation += 1
+            job.usernames |= extra
+        if stronger:
+            job.kind = merged
             job.snapshot = None
             job.namespace_done = False
 
@@ -151,20 +199,20 @@ class Kicker:
 
     async def run_worker(self) -> None:
         while True:
-            instance_id = await self._ready.get()
-            job = self._jobs.get(instance_id)
+            subject = await self._ready.get()
+            job = self._jobs.get(subject)
             if job is None:
                 continue
             generation, kind = job.generation, job.kind
             result: Result | None = None
             try:
-                result = await self._attempt(instance_id, job, generation)
+                result = await self._attempt(subject, job, generation)
             except EmqxApiError as exc:
-                self._log_failure(instance_id, kind, job.failures + 1, str(exc))
+                self._log_failure(subject, kind, job.failures + 1, str(exc))
             except Exception as exc:
-                log.exception("%s: %s job failed unexpectedly", instance_id, kind)
-                self._log_failure(instance_id, kind, job.failures + 1, type(exc).__name__)
-            self._settle(instance_id, job, generation, result)
+                log.exception("%s: %s job failed unexpectedly", subject, kind)
+                self._log_failure(subject, kind, job.failures + 1, type(exc).__name__)
+            self._settle(subject, job, generation, result)
 
     async def run_scheduler(self) -> None:
         """Moves jobs whose backoff has elapsed back onto the ready queue."""
@@ -173,31 +221,33 @@ class Kicker:
             self._wake.clear()
             now = loop.time()
             while self._delayed and self._delayed[0][0] <= now:
-                _, _, instance_id = heapq.heappop(self._delayed)
-                self._ready.put_nowait(instance_id)
+                _, _, subject = heapq.heappop(self._delayed)
+                self._ready.put_nowait(subject)
             timeout = self._delayed[0][0] - now if self._delayed else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     # -- one attempt ------------------------------------------------------------------
 
-    async def _attempt(self, instance_id: str, job: _Job, generation: int) -> Result:
+    async def _attempt(self, subject: str, job: _Job, generation: int) -> Result:
         """One try at `job` as it was at `generation` (a request meanwhile re-runs it)."""
         kind = job.kind
-        if kind is JobKind.REMOVE and await self._is_live(instance_id):
+        if kind is JobKind.REMOVE and await self._is_live(subject):
+            return Result.DROPPED
+        if kind is JobKind.REVOKE and self._has_credential_again(subject):
             return Result.DROPPED
         if not job.namespace_done:
             # Once is enough: each call starts EMQX's kicker again. Re-checks only list
             # the tenant's sessions and kick the leftovers by client id.
             if kind is JobKind.REMOVE:
-                outcome = await self._api.delete_namespace(instance_id)
-                log.debug("%s: namespace delete: %s", instance_id, outcome)
+                outcome = await self._api.delete_namespace(subject)
+                log.debug("%s: namespace delete: %s", subject, outcome)
             elif kind is JobKind.PAUSE:
-                outcome = await self._api.kick_namespace(instance_id)
-                log.debug("%s: namespace kick: %s", instance_id, outcome)
+                outcome = await self._api.kick_namespace(subject)
+                log.debug("%s: namespace kick: %s", subject, outcome)
             if job.generation == generation:
                 job.namespace_done = True
-        clients = await self._api.list_clients(instance_id)
+        clients = await self._api.list_clients(subject, *sorted(job.usernames))
         snapshot = job.snapshot
         if kind is JobKind.REAUTH and snapshot is None:
             snapshot = frozenset((c.clientid, c.connected_at) for c in clients)
@@ -207,35 +257,43 @@ class Kicker:
         if not left:
             return Result.CONFIRMED
         await self._api.kick_clients([c.clientid for c in left])
-        log.info("%s: kicked %d remaining session(s), re-checking", instance_id, len(left))
+        log.info("%s: kicked %d remaining session(s), re-checking", subject, len(left))
         return Result.PENDING
 
-    async def _is_live(self, instance_id: str) -> bool:
+    async def _is_live(self, subject: str) -> bool:
         """A live record again (re-created id)? The index first, then the store itself."""
         now = self._clock()
-        if _live(self._index.get(instance_id), now):
+        if _live(self._index.get(subject), now):
             return True
         try:
-            return _live(await read_record(self._store, instance_id), now)
+            return _live(await read_record(self._store, subject), now)
         except StoreError as exc:
-            log.info("%s: store unreachable, trusting the index: %s", instance_id, exc)
+            log.info("%s: store unreachable, trusting the index: %s", subject, exc)
             return False
 
-    def _settle(self, instance_id: str, job: _Job, generation: int, result: Result | None) -> None:
+    def _has_credential_again(self, username: str) -> bool:
+        """An operator restored the removed credential (as the index has it now)."""
+        parsed = parse_username(username)
+        if parsed is None or parsed[1] is None:
+            return False
+        tenant = self._index.get(parsed[0])
+        return tenant is not None and tenant.credential(parsed[1]) is not None
+
+    def _settle(self, subject: str, job: _Job, generation: int, result: Result | None) -> None:
         if result in (Result.CONFIRMED, Result.DROPPED):
             if job.generation != generation:  # asked again meanwhile: run once more
                 job.failures = 0
-                self._ready.put_nowait(instance_id)
+                self._ready.put_nowait(subject)
                 return
-            del self._jobs[instance_id]
+            del self._jobs[subject]
             if result is Result.DROPPED:
                 self.jobs_dropped += 1
-                log.info("%s: tenant is live again, removal dropped", instance_id)
+                log.info("%s: live again, %s dropped", subject, job.kind)
                 return
             self.kicks_ok += 1
             if job.kind is JobKind.REMOVE:
                 self.namespaces_removed += 1
-            log.info("%s: %s confirmed by EMQX", instance_id, job.kind)
+            log.info("%s: %s confirmed by EMQX", subject, job.kind)
             return
         job.failures += 1
         self.kick_retries += 1
@@ -243,15 +301,13 @@ class Kicker:
             job.failures, self._retry_initial, self._retry_max, random.uniform(0.0, 0.2)
         )
         due = asyncio.get_running_loop().time() + delay
-        heapq.heappush(self._delayed, (due, next(self._seq), instance_id))
+        heapq.heappush(self._delayed, (due, next(self._seq), subject))
         self._wake.set()
 
     @staticmethod
-    def _log_failure(instance_id: str, kind: JobKind, failures: int, reason: str) -> None:
+    def _log_failure(subject: str, kind: JobKind, failures: int, reason: str) -> None:
         level = logging.WARNING if failures <= 3 or failures % 10 == 0 else logging.DEBUG
-        log.log(
-            level, "%s: %s attempt %d failed, will retry: %s", instance_id, kind, failures, reason
-        )
+        log.log(level, "%s: %s attempt %d failed, will retry: %s", subject, kind, failures, reason)
 
 
 async def read_record(store: TenantStore, instance_id: str) -> Tenant | None:
@@ -261,6 +317,11 @@ async def read_record(store: TenantStore, instance_id: str) -> Tenant | None:
     except InvalidRecord as exc:
         log.info("%s: record unreadable, treated as gone: %s", instance_id, exc)
         return None
+
+
+def _instance_of(username: str) -> str | None:
+    parsed = parse_username(username)
+    return None if parsed is None else parsed[0]
 
 
 def _live(tenant: Tenant | None, now: datetime) -> bool:

@@ -3,9 +3,11 @@
 `Lifecycle` is one async context manager owning every background task of that work:
 
 - the reaper deletes records at `expires_at` (exhook/reaper.py);
-- an index listener turns each record change into a job: deleted → remove the namespace,
-  paused → kick every session, password hash replaced → kick the sessions made with the
-  old one (exhook/kicker.py), run by a few workers and retried until EMQX confirms;
+- an index listener turns each record change into jobs: deleted → remove the namespace,
+  paused → kick every session (of the instance id and of its scoped credentials), password
+  hash replaced → kick the sessions made with the old one, scoped credential removed →
+  kick its username's sessions (exhook/kicker.py), run by a few workers and retried until
+  EMQX confirms;
 - the reconciler compares EMQX's namespaces with the records at start and periodically,
   so nothing missed while this process was down is lost (exhook/reconciler.py).
 
@@ -184,17 +186,16 @@ class Lifecycle:
             self._expiry_requested.discard(before.instance_id)
         if not self._active or self.kicker is None:
             return
-        kind = job_for_change(before, after)
-        if kind is not None:
-            tenant = before or after
-            assert tenant is not None
-            self.kicker.request(tenant.instance_id, kind)
+        for job in job_for_change(before, after):
+            self.kicker.request(job.subject, job.kind, job.usernames)
 
     def _on_expired(self, instance_id: str) -> None:
         if self.kicker is None or instance_id in self._expiry_requested:
             return
         self._expiry_requested.add(instance_id)
-        self.kicker.request(instance_id, JobKind.REMOVE)
+        tenant = self._index.get(instance_id)
+        usernames = tenant.usernames() if tenant is not None else ()
+        self.kicker.request(instance_id, JobKind.REMOVE, usernames)
 
 
 def _report_exit(task: asyncio.Task[None]) -> None:

@@ -3,8 +3,9 @@
 After the index has synced once, and then every RECONCILE_INTERVAL_SECONDS, EMQX's
 namespace list is compared with the tenant records: a namespace named like one of our
 instance ids with no live record is removed (after an authoritative `store.get`, since
-another replica may have just created that tenant), and sessions of paused tenants are
-kicked. A kick missed while the ExHook was down or EMQX unreachable is made here.
+another replica may have just created that tenant; EMQX's namespace removal ends the
+sessions of its scoped credentials too), and sessions of paused tenants (any of their
+usernames) are kicked. A kick missed while the ExHook was down or EMQX unreachable is made here.
 """
 
 from __future__ import annotations
@@ -115,12 +116,13 @@ class Reconciler:
             self._kicker.request(ns, JobKind.REMOVE)
         pause_kicks: list[str] = []
         for instance_id in plan.paused:
-            if not await self._api.list_clients(instance_id):
+            if not await self._api.list_clients(*snapshot[instance_id].usernames()):
                 continue
             tenant = await read_record(self._store, instance_id)  # the index may lag
             if tenant is not None and tenant.paused:
                 pause_kicks.append(instance_id)
-                self._kicker.request(instance_id, JobKind.PAUSE)
+                usernames = {*snapshot[instance_id].usernames(), *tenant.usernames()}
+                self._kicker.request(instance_id, JobKind.PAUSE, usernames)
         self.runs += 1
         if removals or pause_kicks:
             log.info(

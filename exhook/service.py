@@ -22,6 +22,7 @@ from exhook.decision import (
     AUTHENTICATE,
     AUTHORIZE,
     HOOKS,
+    Action,
     Decision,
     Reason,
     Verdict,
@@ -29,6 +30,7 @@ from exhook.decision import (
     conclude,
     decide_authorize,
     deny,
+    instance_of,
     is_ours,
     plan_authenticate,
 )
@@ -51,6 +53,11 @@ _IGNORE = pb.ValuedResponse(type=pb.ValuedResponse.IGNORE)
 _ALLOW = pb.ValuedResponse(type=pb.ValuedResponse.STOP_AND_RETURN, bool_result=True)
 _DENY = pb.ValuedResponse(type=pb.ValuedResponse.STOP_AND_RETURN, bool_result=False)
 _CACHED = Decision(Verdict.ALLOW, Reason.CACHED)
+_UNSEEN = frozenset({Reason.NO_SUCH_TENANT, Reason.NO_SUCH_CREDENTIAL})
+_ACTIONS = {
+    pb.ClientAuthorizeRequest.PUBLISH: Action.PUBLISH,
+    pb.ClientAuthorizeRequest.SUBSCRIBE: Action.SUBSCRIBE,
+}
 SERVICE_NAME = "emqx.exhook.v3.HookProvider"
 OVERLOAD_LOG_INTERVAL = 10.0  # seconds
 
@@ -67,7 +74,7 @@ def valued(decision: Decision) -> pb.ValuedResponse:
 
 
 def loggable_user(username: str) -> str:
-    """Our instance ids are not secret; anything else might be a mistyped password."""
+    """Our usernames are not secret; anything else might be a mistyped password."""
     return username if is_ours(username) else f"<not an instance id, {len(username)} chars>"
 
 
@@ -130,10 +137,12 @@ class HookProvider:
         started = time.perf_counter()
         info = request.clientinfo
         try:
-            tenant = self._index.get(info.username)
-            unseen = tenant is None and self._index.synced and is_ours(info.username)
-            if unseen and self._lookup is not None:  # admitted before the watch saw it
-                tenant = await self._lookup.get(info.username)
+            instance_id = instance_of(info.username)
+            tenant = self._index.get(instance_id) if instance_id is not None else None
+            lookup = self._lookup
+            if instance_id and lookup is not None and self._unseen(tenant, info.username):
+                # Admitted before the watch brought the record (or the credential) here.
+                tenant = await lookup.get(instance_id) or tenant
             decision = decide_authorize(
                 info.username,
                 info.mountpoint,
@@ -143,6 +152,7 @@ class HookProvider:
                 tenant=tenant,
                 now=self._clock(),
                 ignore_unknown=self._ignore_unknown,
+                action=_ACTIONS.get(request.type),
             )
         except Exception:
             log.exception("authorize failed for %s", loggable_user(info.username))
@@ -150,26 +160,42 @@ class HookProvider:
         self._done(AUTHORIZE, decision, started, info.username)
         return valued(decision)
 
+    def _unseen(self, tenant: Tenant | None, username: str) -> bool:
+        """Whether the synced index lacks the record of a username of ours (`tenant` is
+        its entry) or, for `<instance id>.<cred id>`, the credential."""
+        if self._lookup is None or not self._index.synced:
+            return False
+        if tenant is None:
+            return True
+        if username == tenant.instance_id:
+            return False
+        return tenant.credential(username[len(tenant.instance_id) + 1 :]) is None
+
     async def _authenticate(
         self, username: str, password: str, clientid: str, context: Context
     ) -> Decision:
+        instance_id = instance_of(username)
         plan = plan_authenticate(
             username,
             password,
             clientid,
             synced=self._index.synced,
-            tenant=self._index.get(username),
+            tenant=self._index.get(instance_id) if instance_id is not None else None,
             now=self._clock(),
             ignore_unknown=self._ignore_unknown,
         )
         if isinstance(plan, Decision):
             return plan
-        if plan.failure is Reason.NO_SUCH_TENANT and self._lookup is not None:
-            return await self._authenticate_unseen(username, password, clientid, plan, context)
+        if plan.failure in _UNSEEN and self._lookup is not None and instance_id is not None:
+            return await self._authenticate_unseen(
+                username, instance_id, password, clientid, plan, context
+            )
         if (
             plan.tenant is not None
             and plan.cacheable
-            and self._verifier.cached(plan.tenant, password)
+            and self._verifier.cached(
+                plan.tenant, password, username=username, password_hash=plan.password_hash
+            )
         ):
             return _CACHED
         try:
@@ -178,24 +204,30 @@ class HookProvider:
             )
         except Overloaded:
             return deny(Reason.OVERLOADED)
-        return self._settle(plan, matched, password)
+        return self._settle(plan, matched, username, password)
 
     async def _authenticate_unseen(
-        self, username: str, password: str, clientid: str, plan: VerifyPlan, context: Context
+        self,
+        username: str,
+        instance_id: str,
+        password: str,
+        clientid: str,
+        plan: VerifyPlan,
+        context: Context,
     ) -> Decision:
-        """A username shaped like ours that the index lacks: read the store while the
-        decoy verify runs (so this takes as long as a known tenant), and if the record
-        is there after all (created a moment ago), verify against it."""
+        """A username of ours whose record (or scoped credential) the index lacks: read
+        the store while the decoy verify runs (so this takes as long as a known tenant),
+        and if the record is there after all (created a moment ago), verify against it."""
         assert self._lookup is not None
         try:
             decoy, found = await asyncio.gather(
                 self._verifier.verify(plan.password_hash, password, budget=self._budget(context)),
-                self._lookup.get(username),
+                self._lookup.get(instance_id),
             )
         except Overloaded:
             return deny(Reason.OVERLOADED)
-        if found is None or self._index.get(username) is not None:
-            return self._settle(plan, decoy, password)
+        if found is None or not self._unseen(self._index.get(instance_id), username):
+            return self._settle(plan, decoy, username, password)
         fresh = plan_authenticate(
             username,
             password,
@@ -207,6 +239,8 @@ class HookProvider:
         )
         if isinstance(fresh, Decision):
             return fresh
+        if fresh.failure is not None:  # not there either: one verify (the decoy) is enough
+            return self._settle(plan, decoy, username, password)
         try:
             matched = await self._verifier.verify(
                 fresh.password_hash, password, budget=self._budget(context)
@@ -214,17 +248,26 @@ class HookProvider:
         except Overloaded:
             return deny(Reason.OVERLOADED)
         # Judge by the index if the watch has caught up meanwhile, else by what was read.
-        return self._settle(fresh, matched, password, current=self._index.get(username) or found)
+        indexed = self._index.get(instance_id)
+        current = found if indexed is None or self._unseen(indexed, username) else indexed
+        return self._settle(fresh, matched, username, password, current=current)
 
     def _settle(
-        self, plan: VerifyPlan, matched: bool, password: str, current: Tenant | None = None
+        self,
+        plan: VerifyPlan,
+        matched: bool,
+        username: str,
+        password: str,
+        current: Tenant | None = None,
     ) -> Decision:
         # The record may have changed during the verify: judge by the index as it is now.
         if current is None and plan.tenant is not None:
             current = self._index.get(plan.tenant.instance_id)
         decision = conclude(plan, matched, current=current, now=self._clock())
         if decision.allowed and current is not None:
-            self._verifier.remember(current, password)
+            self._verifier.remember(
+                current, password, username=username, password_hash=plan.password_hash
+            )
         return decision
 
     def _budget(self, context: Context) -> float:

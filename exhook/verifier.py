@@ -4,10 +4,11 @@
 waits at most `budget` seconds for a free worker, then raises `Overloaded`: a fast deny
 beats an answer that arrives after EMQX's request_timeout.
 
-`CredentialCache` remembers, per tenant, a keyed digest of the last password that
-verified, tagged with the record's revision and hash: a reconnect with the same
-credential skips argon2 until the record changes. The digest key is random per process
-and the plaintext is never kept.
+`CredentialCache` remembers, per username (an instance id or a scoped credential's
+`<instance id>.<cred id>`), a keyed digest of the last password that verified, tagged
+with the record's revision and the hash it matched: a reconnect with the same credential
+skips argon2 until the record changes. The digest key is random per process and the
+plaintext is never kept.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class _Entry:
 
 
 class CredentialCache:
-    """LRU of instance id -> (revision, hash, keyed password digest)."""
+    """LRU of username -> (revision, hash, keyed password digest). The username defaults
+    to the instance id and the hash to the instance's own."""
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
@@ -57,35 +59,54 @@ class CredentialCache:
     def _digest(self, password: str) -> bytes:
         return hashlib.blake2b(password.encode(), key=self._key, digest_size=32).digest()
 
-    def hit(self, tenant: Tenant, password: str) -> bool:
-        entry = self._entries.get(tenant.instance_id)
+    def hit(
+        self,
+        tenant: Tenant,
+        password: str,
+        *,
+        username: str | None = None,
+        password_hash: str | None = None,
+    ) -> bool:
+        key = tenant.instance_id if username is None else username
+        entry = self._entries.get(key)
         if entry is None:
             return False
-        if entry.revision != tenant.revision or entry.password_hash != tenant.password_hash:
-            del self._entries[tenant.instance_id]
+        expected = tenant.password_hash if password_hash is None else password_hash
+        if entry.revision != tenant.revision or entry.password_hash != expected:
+            del self._entries[key]
             return False
         if not hmac.compare_digest(entry.digest, self._digest(password)):
             return False
-        self._entries.move_to_end(tenant.instance_id)
+        self._entries.move_to_end(key)
         return True
 
-    def remember(self, tenant: Tenant, password: str) -> None:
+    def remember(
+        self,
+        tenant: Tenant,
+        password: str,
+        *,
+        username: str | None = None,
+        password_hash: str | None = None,
+    ) -> None:
         if self.max_size <= 0:
             return
-        entry = _Entry(tenant.revision, tenant.password_hash, self._digest(password))
-        self._entries[tenant.instance_id] = entry
-        self._entries.move_to_end(tenant.instance_id)
+        key = tenant.instance_id if username is None else username
+        matched = tenant.password_hash if password_hash is None else password_hash
+        self._entries[key] = _Entry(tenant.revision, matched, self._digest(password))
+        self._entries.move_to_end(key)
         while len(self._entries) > self.max_size:
             self._entries.popitem(last=False)
 
-    def forget(self, instance_id: str) -> None:
-        self._entries.pop(instance_id, None)
+    def forget(self, username: str) -> None:
+        self._entries.pop(username, None)
 
     def on_index_change(self, before: Tenant | None, after: Tenant | None) -> None:
-        """A TenantIndex listener: any change to a tenant drops what we knew of it."""
+        """A TenantIndex listener: any change to a tenant drops what we knew of each of
+        its usernames (its own and its scoped credentials')."""
         for tenant in (before, after):
             if tenant is not None:
-                self.forget(tenant.instance_id)
+                for username in tenant.usernames():
+                    self.forget(username)
 
 
 @dataclass
@@ -145,16 +166,32 @@ class Verifier:
         self._mean_seconds = 0.0  # moving average of one verify's duration (0: none yet)
         self.busy = 0  # verifies running in a worker right now
 
-    def cached(self, tenant: Tenant, password: str) -> bool:
-        hit = self.cache.hit(tenant, password)
+    def cached(
+        self,
+        tenant: Tenant,
+        password: str,
+        *,
+        username: str | None = None,
+        password_hash: str | None = None,
+    ) -> bool:
+        """Whether `password` verified for `username` (default: the instance id) against
+        `password_hash` (default: the instance's) at the tenant's current revision."""
+        hit = self.cache.hit(tenant, password, username=username, password_hash=password_hash)
         if hit:
             self.stats.cache_hits += 1
         else:
             self.stats.cache_misses += 1
         return hit
 
-    def remember(self, tenant: Tenant, password: str) -> None:
-        self.cache.remember(tenant, password)
+    def remember(
+        self,
+        tenant: Tenant,
+        password: str,
+        *,
+        username: str | None = None,
+        password_hash: str | None = None,
+    ) -> None:
+        self.cache.remember(tenant, password, username=username, password_hash=password_hash)
 
     def _run(self, password_hash: str, password: str) -> bool:
         """In a worker thread: one verify, accounted for under the lock."""

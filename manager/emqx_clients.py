@@ -1,6 +1,7 @@
 """How many MQTT clients an instance has connected, asked of EMQX's REST API.
 
-`GET /api/v5/clients?username=<instance id>&limit=1` answers `meta.count`. The count is
+`GET /api/v5/clients?username=<instance id>&username=<scoped username>...&limit=1`
+answers `meta.count`: the clients of the instance id and of its scoped credentials. The count is
 decoration: without EMQX_API_URL, or when EMQX is slow, down, refuses the key or answers
 something unexpected, it is None (shown as null), never an error. The manager asks with
 the same EMQX_API_URL / EMQX_API_KEY / EMQX_API_SECRET as the ExHook (the key needs the
@@ -62,7 +63,7 @@ class EmqxClientsSettings:
 
 
 class ConnectedClients:
-    """`count(instance_id)`: EMQX's client count for that username, or None."""
+    """`count(*usernames)`: EMQX's client count for those usernames, or None."""
 
     def __init__(
         self,
@@ -88,13 +89,12 @@ class ConnectedClients:
     def __repr__(self) -> str:
         return f"ConnectedClients(enabled={self._client is not None})"
 
-    async def count(self, instance_id: str) -> int | None:
+    async def count(self, username: str, *more: str) -> int | None:
         if self._client is None:
             return None
+        params = httpx.QueryParams({"username": [username, *more], "limit": 1, "page": 1})
         try:
-            response = await self._client.get(
-                "/clients", params={"username": instance_id, "limit": 1, "page": 1}
-            )
+            response = await self._client.get("/clients", params=params)
         except httpx.HTTPError as exc:
             log.warning("EMQX API unreachable for the client count: %s", type(exc).__name__)
             return None

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from tenants.api_keys import API_KEY_NAME_RE
-from tenants.credentials import INSTANCE_ID_RE
+from tenants.credentials import INSTANCE_ID_RE, SCOPED_USERNAME_RE
 from tenants.record import STATES, TAG_MAX, TAG_RE
 
 Schema = dict[str, Any]
@@ -67,6 +67,12 @@ KEY_PARAM: Schema = {
     "required": True,
     "schema": {"type": "string", "pattern": API_KEY_NAME_RE.pattern},
 }
+USERNAME_PARAM: Schema = {
+    "name": "username",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": SCOPED_USERNAME_RE.pattern},
+}
 ADMIN: list[Schema] = [{"apiKey": []}]
 OWNER: list[Schema] = [{"instanceCredentials": []}]
 MANAGEMENT_ERRORS = (400, 401, 403, 404, 405, 413, 429, 500, 503)
@@ -95,6 +101,15 @@ def _schemas() -> Schema:
         "source": {"type": "string", "enum": ["bootstrap", "api"]},
         "created_at": {**TIME, "nullable": True},
     }
+    label = {"type": "string", "minLength": 1, "maxLength": TAG_MAX, "pattern": TAG_RE.pattern}
+    credential = {
+        "username": {"type": "string", "pattern": SCOPED_USERNAME_RE.pattern},
+        "label": label,
+        "allow_publish": {"type": "boolean"},
+        "allow_subscribe": {"type": "boolean"},
+        "created_at": TIME,
+    }
+    credential_list = {"type": "array", "items": _ref("ScopedCredential")}
     meta = {
         "page": {"type": "integer", "minimum": 1},
         "limit": {"type": "integer", "minimum": 1},
@@ -104,7 +119,9 @@ def _schemas() -> Schema:
     return {
         "Error": _obj({"code": {"type": "string"}, "message": {"type": "string"}}),
         "Instance": _obj(instance),
-        "InstanceDetail": _obj({**instance, "connected_clients": connected}),
+        "InstanceDetail": _obj(
+            {**instance, "connected_clients": connected, "credentials": credential_list}
+        ),
         "InstancePage": _obj(
             {"data": {"type": "array", "items": _ref("Instance")}, "meta": _obj(meta)}
         ),
@@ -124,6 +141,19 @@ def _schemas() -> Schema:
             {"tag": {"type": "string", "maxLength": TAG_MAX, "pattern": TAG_RE.pattern}}, []
         ),
         "ExpiryRequest": _obj({"expires_at": TIME}),
+        "ScopedCredential": _obj(credential),
+        "ScopedCredentialList": _obj({"data": credential_list}),
+        "NewScopedCredential": _obj(
+            {"username": credential["username"], "password": {"type": "string"}, **credential}
+        ),
+        "ScopedCredentialRequest": _obj(
+            {
+                "label": label,
+                "allow_publish": {"type": "boolean", "default": False},
+                "allow_subscribe": {"type": "boolean", "default": False},
+            },
+            ["label"],
+        ),
         "ApiKey": _obj(key),
         "ApiKeyList": _obj({"data": {"type": "array", "items": _ref("ApiKey")}}),
         "NewApiKey": _obj({**key, "api_key": {"type": "string"}, "api_secret": {"type": "string"}}),
@@ -174,6 +204,7 @@ def _paths() -> Schema:
     }
     body = {"required": True, "content": _json(_ref("ExpiryRequest"))}
     key_body = {"required": True, "content": _json(_ref("ApiKeyRequest"))}
+    credential_body = {"required": True, "content": _json(_ref("ScopedCredentialRequest"))}
     admin: Schema = {"security": ADMIN}
     query = [
         {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
@@ -257,6 +288,29 @@ def _paths() -> Schema:
                 "Move the expiry: after now, at most MAX_TTL_SECONDS after creation",
                 {**_ok("the instance", "Instance"), **errors},
                 requestBody=body,
+                **admin,
+            ),
+        },
+        instance + "/credentials": {
+            "parameters": [ID_PARAM],
+            "get": _op(
+                "The instance's scoped credentials (never passwords or hashes)",
+                {**_ok("the credentials", "ScopedCredentialList"), **errors},
+                **admin,
+            ),
+            "post": _op(
+                "A scoped credential: username <instance_id>.<8 hex>, the same namespace,"
+                " publish and/or subscribe rights; the password is shown once",
+                {**_ok("created", "NewScopedCredential", "201"), **errors},
+                requestBody=credential_body,
+                **admin,
+            ),
+        },
+        instance + "/credentials/{username}": {
+            "parameters": [ID_PARAM, USERNAME_PARAM],
+            "delete": _op(
+                "Delete a scoped credential: refused at once, its sessions are kicked",
+                {**NO_CONTENT, **errors},
                 **admin,
             ),
         },

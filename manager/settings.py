@@ -36,6 +36,7 @@ class ManagerSettings:
     bootstrap_keys: tuple[BootstrapKey, ...] = field(default=(), repr=False)
     max_ttl_seconds: int = 2592000  # the latest expiry an expiry change may set, from creation
     auth_failure_rate: int = 10  # failed authentications per IP per minute; 0 = unlimited
+    max_credentials: int = 20  # scoped credentials per instance (MAX_CREDENTIALS_PER_INSTANCE)
     emqx: EmqxClientsSettings = field(default_factory=EmqxClientsSettings)
 
     @classmethod
@@ -73,8 +74,19 @@ class ManagerSettings:
             bootstrap_keys=bootstrap,
             max_ttl_seconds=max_ttl,
             auth_failure_rate=env_int(env, "AUTH_FAILURE_RATE", 10),
+            max_credentials=_max_credentials(env),
             emqx=EmqxClientsSettings.from_environ(env),
         )
+
+
+MAX_CREDENTIALS_CAP = 1000  # a Secret holds at most 1 MiB; a credential takes ~300 bytes
+
+
+def _max_credentials(env: Environ) -> int:
+    value = env_int(env, "MAX_CREDENTIALS_PER_INSTANCE", 20, minimum=1)
+    if value > MAX_CREDENTIALS_CAP:
+        raise ConfigError(f"MAX_CREDENTIALS_PER_INSTANCE must be <= {MAX_CREDENTIALS_CAP}")
+    return value
 
 
 def _port(env: Environ, name: str, default: int) -> int:

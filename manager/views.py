@@ -1,7 +1,8 @@
 """What the JSON routes show and accept: pure functions between records and bodies.
 
 A view never holds a password hash or the caller's ip hash; a password appears only in
-`credentials_body`, the one-time answer of a rotation, and an API key's secret only in
+`credentials_body`, the one-time answer of a rotation, and `new_credential_body`, the
+one-time answer of a scoped credential's creation; an API key's secret only in
 `new_key_body`, the one-time answer of its creation.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from manager.api_keys import KeyInfo, NewKey
 from manager.instances import BadRequest
 from tenants.api_keys import Role
-from tenants.record import STATES, Tenant, format_time, parse_time
+from tenants.record import STATES, ScopedCredential, Tenant, format_time, parse_time
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10000
@@ -69,7 +70,32 @@ def instance_view(tenant: Tenant, now: datetime) -> Body:
 
 
 def instance_detail(tenant: Tenant, now: datetime, connected_clients: int | None) -> Body:
-    return {**instance_view(tenant, now), "connected_clients": connected_clients}
+    return {
+        **instance_view(tenant, now),
+        "connected_clients": connected_clients,
+        "credentials": credential_list(tenant)["data"],
+    }
+
+
+def credential_view(tenant: Tenant, credential: ScopedCredential) -> Body:
+    """A scoped credential without its hash: username, label, rights, creation time."""
+    return {
+        "username": tenant.username_of(credential),
+        "label": credential.label,
+        "allow_publish": credential.allow_publish,
+        "allow_subscribe": credential.allow_subscribe,
+        "created_at": format_time(credential.created_at),
+    }
+
+
+def credential_list(tenant: Tenant) -> Body:
+    return {"data": [credential_view(tenant, c) for c in tenant.credentials]}
+
+
+def new_credential_body(tenant: Tenant, credential: ScopedCredential, password: str) -> Body:
+    """A scoped credential's creation answer: the only time its password is shown."""
+    view = credential_view(tenant, credential)
+    return {"username": view.pop("username"), "password": password, **view}
 
 
 def instance_page(tenants: Iterable[Tenant], query: ListQuery, now: datetime) -> Body:
@@ -116,6 +142,27 @@ def parse_expiry_body(body: object) -> datetime:
         return parse_time(text)
     except ValueError:
         raise BadRequest("expires_at must be an RFC 3339 time with a timezone") from None
+
+
+@dataclass(frozen=True)
+class CredentialRequest:
+    """`{"label": "...", "allow_publish": bool, "allow_subscribe": bool}`; rights default
+    to false (tenants.operations.check_credential_request wants at least one)."""
+
+    label: str
+    allow_publish: bool
+    allow_subscribe: bool
+
+    @classmethod
+    def from_json(cls, body: object) -> CredentialRequest:
+        fields = _object(body, {"label", "allow_publish", "allow_subscribe"})
+        label = fields.get("label")
+        if not isinstance(label, str):
+            raise BadRequest("label is required: a string")
+        rights = [fields.get(name, False) for name in ("allow_publish", "allow_subscribe")]
+        if not all(isinstance(right, bool) for right in rights):
+            raise BadRequest("allow_publish and allow_subscribe must be true or false")
+        return cls(label, rights[0], rights[1])
 
 
 def parse_key_request(body: object) -> tuple[str, Role]:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tenants.credential_format import credential_fields, credential_from_fields
 from tenants.credentials import is_instance_id
 from tenants.errors import (
     AlreadyExists,
@@ -32,7 +33,7 @@ from tenants.errors import (
     WatchExpired,
 )
 from tenants.hashing import is_phc_argon2
-from tenants.record import Tenant, format_time, parse_time
+from tenants.record import ScopedCredential, Tenant, format_time, in_order, parse_time
 from tenants.store import Change, ChangeType, Listing
 
 log = logging.getLogger(__name__)
@@ -57,17 +58,19 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('compacted_through', 0);
 
 
 def encode_record(tenant: Tenant) -> str:
-    return json.dumps(
-        {
-            "password_hash": tenant.password_hash,
-            "created_at": format_time(tenant.created_at),
-            "expires_at": format_time(tenant.expires_at),
-            "tag": tenant.tag,
-            "ip_hash": tenant.ip_hash,
-            "paused": tenant.paused,
-        },
-        separators=(",", ":"),
-    )
+    record: dict[str, Any] = {
+        "password_hash": tenant.password_hash,
+        "created_at": format_time(tenant.created_at),
+        "expires_at": format_time(tenant.expires_at),
+        "tag": tenant.tag,
+        "ip_hash": tenant.ip_hash,
+        "paused": tenant.paused,
+    }
+    if tenant.credentials:
+        record["credentials"] = [
+            {"cred_id": c.cred_id, **credential_fields(c)} for c in tenant.credentials
+        ]
+    return json.dumps(record, separators=(",", ":"))
 
 
 def decode_record(instance_id: str, text: str, revision: int) -> Tenant:
@@ -100,8 +103,26 @@ def decode_record(instance_id: str, text: str, revision: int) -> Tenant:
         tag=tag,
         ip_hash=ip_hash,
         paused=paused,
+        credentials=_credentials(instance_id, data.get("credentials", [])),
         revision=str(revision),
     )
+
+
+def _credentials(instance_id: str, entries: object) -> tuple[ScopedCredential, ...]:
+    """The record's "credentials" list; InvalidRecord names the entry, never a hash."""
+    if not isinstance(entries, list):
+        raise InvalidRecord(f"{instance_id}: credentials is not a list")
+    found: dict[str, ScopedCredential] = {}
+    for n, entry in enumerate(entries):
+        cred_id = entry.get("cred_id") if isinstance(entry, dict) else None
+        where = f"{instance_id}: credentials[{n}]"
+        if not isinstance(cred_id, str) or cred_id in found:
+            raise InvalidRecord(f"{where}: cred_id is missing, not a string or repeated")
+        try:
+            found[cred_id] = credential_from_fields(cred_id, entry)
+        except ValueError as exc:
+            raise InvalidRecord(f"{where}: {exc}") from None
+    return in_order(found.values())
 
 
 class LocalStore:

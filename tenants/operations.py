@@ -3,12 +3,14 @@
 Every action is a write to the tenant store, so the ExHook reacts to an API call or a
 CLI command exactly as to an operator editing the Secret by hand: pause is
 `paused=True`, resume `paused=False`, rotate a new password hash, an expiry change a
-new `expires_at`, and revoke is `store.delete`. Updates carry the revision they read;
-on Conflict the record is read again and the change applied again.
+new `expires_at`, adding or removing a scoped credential a new `credentials` tuple, and
+revoke is `store.delete`. Updates carry the revision they read; on Conflict the record
+is read again and the change applied again.
 
 The changes are pure functions of the record (`Change`); `modify` is the one loop that
 reads, applies and writes. An expired instance can only be deleted (the reaper is about
-to): pausing, resuming, rotating or moving its expiry raises InstanceExpired.
+to): pausing, resuming, rotating, moving its expiry or adding a credential raises
+InstanceExpired (removing a credential is allowed: it only takes access away).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
-from tenants.credentials import new_password
+from tenants.credential_format import is_valid_label
+from tenants.credentials import new_credential_id, new_password
 from tenants.errors import Conflict, NotFound, ZeroEmqxError
 from tenants.hashing import hash_password
-from tenants.record import Tenant, format_time
+from tenants.record import ScopedCredential, Tenant, format_time, in_order
 from tenants.store import TenantStore
 
 UPDATE_ATTEMPTS = 5
+CREDENTIAL_ID_ATTEMPTS = 3
 
 Change = Callable[[Tenant], Tenant]
 """The record as it should be, given the record as it is (raise to refuse)."""
@@ -41,6 +45,18 @@ class InstanceExpired(OperationRefused):
 
 class ExpiryRefused(OperationRefused):
     """The requested expires_at is in the past or beyond the longest lifetime."""
+
+
+class CredentialRefused(OperationRefused):
+    """An invalid label or rights, or the instance has as many credentials as allowed."""
+
+
+class CredentialNotFound(ZeroEmqxError):
+    """The instance has no scoped credential with that id."""
+
+
+class CredentialIdTaken(ZeroEmqxError):
+    """A freshly minted credential id is in use already (mint another)."""
 
 
 class CredentialsChanged(ZeroEmqxError):
@@ -93,6 +109,46 @@ def set_expiry(expires_at: datetime, now: datetime, max_ttl: int) -> Change:
     return change
 
 
+def check_credential_request(label: str, allow_publish: bool, allow_subscribe: bool) -> None:
+    """A scoped credential needs a label (the tag rules, not empty) and at least one right."""
+    if not is_valid_label(label):
+        raise CredentialRefused(
+            "label must be 1 to 63 characters: alphanumerics, with '-', '_' or '.' inside,"
+            " starting and ending alphanumeric"
+        )
+    if not (allow_publish or allow_subscribe):
+        raise CredentialRefused("at least one of allow_publish and allow_subscribe must be true")
+
+
+def add_credential(credential: ScopedCredential, now: datetime, max_credentials: int) -> Change:
+    """Add `credential` unless the instance has expired or holds `max_credentials`."""
+
+    def change(tenant: Tenant) -> Tenant:
+        _live(tenant, now)
+        if tenant.credential(credential.cred_id) is not None:
+            raise CredentialIdTaken(f"instance {tenant.instance_id}: credential id in use")
+        if len(tenant.credentials) >= max_credentials:
+            raise CredentialRefused(
+                f"the instance has {len(tenant.credentials)} credentials, the most allowed"
+                f" (MAX_CREDENTIALS_PER_INSTANCE = {max_credentials})"
+            )
+        return dataclasses.replace(tenant, credentials=in_order((*tenant.credentials, credential)))
+
+    return change
+
+
+def remove_credential(cred_id: str) -> Change:
+    """Remove a scoped credential (also from an expired or paused instance)."""
+
+    def change(tenant: Tenant) -> Tenant:
+        if tenant.credential(cred_id) is None:
+            raise CredentialNotFound(f"instance {tenant.instance_id}: no credential {cred_id}")
+        kept = tuple(c for c in tenant.credentials if c.cred_id != cred_id)
+        return dataclasses.replace(tenant, credentials=kept)
+
+    return change
+
+
 async def modify(store: TenantStore, instance_id: str, change: Change) -> Tenant:
     """Read, change, write with the revision read; again on Conflict. An unchanged record
     is not written. NotFound when there is no such instance; Conflict when it kept
@@ -128,3 +184,41 @@ async def rotate(
         store, instance_id, set_password_hash(password_hash, now, expected=expected)
     )
     return tenant, password
+
+
+async def create_credential(
+    store: TenantStore,
+    instance_id: str,
+    *,
+    label: str,
+    allow_publish: bool,
+    allow_subscribe: bool,
+    now: datetime,
+    max_credentials: int,
+    hasher: Executor | None = None,
+) -> tuple[Tenant, ScopedCredential, str]:
+    """A new scoped credential: (the stored record, the credential, its password, shown
+    once). The request is checked first (CredentialRefused); hashing runs on `hasher`."""
+    check_credential_request(label, allow_publish, allow_subscribe)
+    password = new_password()
+    loop = asyncio.get_running_loop()
+    password_hash = await loop.run_in_executor(hasher, hash_password, password)
+    for _ in range(CREDENTIAL_ID_ATTEMPTS):
+        credential = ScopedCredential(
+            cred_id=new_credential_id(),
+            label=label,
+            password_hash=password_hash,
+            allow_publish=allow_publish,
+            allow_subscribe=allow_subscribe,
+            created_at=now,
+        )
+        try:
+            tenant = await modify(
+                store, instance_id, add_credential(credential, now, max_credentials)
+            )
+        except CredentialIdTaken:
+            continue
+        return tenant, credential, password
+    raise Conflict(
+        f"instance {instance_id}: no free credential id in {CREDENTIAL_ID_ATTEMPTS} tries"
+    )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+
+from tenants.credentials import scoped_username
 
 TAG_MAX = 63
 STATES = ("active", "paused", "expired")
@@ -34,8 +37,28 @@ def parse_time(text: str) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class ScopedCredential:
+    """A further username/password of an instance, with publish and/or subscribe rights.
+    Its username is `<instance id>.<cred_id>` (tenants.credentials.scoped_username)."""
+
+    cred_id: str
+    label: str
+    password_hash: str = field(repr=False)
+    allow_publish: bool
+    allow_subscribe: bool
+    created_at: datetime
+
+
+def in_order(credentials: Iterable[ScopedCredential]) -> tuple[ScopedCredential, ...]:
+    """The canonical order of a record's credentials: creation time, then id (both stores
+    read them back in this order, so equal records compare equal)."""
+    return tuple(sorted(credentials, key=lambda c: (c.created_at, c.cred_id)))
+
+
+@dataclass(frozen=True, slots=True)
 class Tenant:
-    """One instance. `revision` is the store's version of the record ('' before it is stored)."""
+    """One instance. `revision` is the store's version of the record ('' before it is stored).
+    `credentials` are its scoped credentials, in creation order."""
 
     instance_id: str
     password_hash: str = field(repr=False)
@@ -44,6 +67,7 @@ class Tenant:
     tag: str = ""
     ip_hash: str = field(default="", repr=False)
     paused: bool = False
+    credentials: tuple[ScopedCredential, ...] = ()
     revision: str = ""
 
     def is_expired(self, now: datetime) -> bool:
@@ -55,6 +79,16 @@ class Tenant:
 
     def with_revision(self, revision: str) -> Tenant:
         return replace(self, revision=revision)
+
+    def credential(self, cred_id: str) -> ScopedCredential | None:
+        return next((c for c in self.credentials if c.cred_id == cred_id), None)
+
+    def usernames(self) -> tuple[str, ...]:
+        """Every MQTT username of the instance: its id, then each scoped credential's."""
+        return (self.instance_id, *(self.username_of(c) for c in self.credentials))
+
+    def username_of(self, credential: ScopedCredential) -> str:
+        return scoped_username(self.instance_id, credential.cred_id)
 
     @property
     def state(self) -> str:

@@ -10,7 +10,11 @@ One Secret per instance, named after the instance id, `type: Opaque`:
                           zero-emqx.io/expires-at: 2025-01-08T00:00:00Z
                           zero-emqx.io/paused: "true"        (only when paused)
     data                  password-hash: base64 of the argon2 PHC string
+                          credential.<cred_id>: base64 of one scoped credential's
+                            compact JSON (tenants/credential_format.py), one key each
 
+An operator revokes one scoped credential by removing its key:
+`kubectl patch secret ID --type=json -p '[{"op":"remove","path":"/data/credential.<cred_id>"}]'`.
 `Tenant.revision` is `metadata.resourceVersion`. Reading refuses anything else with
 InvalidRecord, whose message names the Secret and the field but never the hash.
 """
@@ -23,10 +27,23 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from tenants.credential_format import (
+    SECRET_KEY_PREFIX,
+    credential_from_json,
+    credential_json,
+    secret_key,
+)
 from tenants.credentials import is_instance_id
 from tenants.errors import InvalidRecord
 from tenants.hashing import is_phc_argon2
-from tenants.record import Tenant, format_time, is_valid_tag, parse_time
+from tenants.record import (
+    ScopedCredential,
+    Tenant,
+    format_time,
+    in_order,
+    is_valid_tag,
+    parse_time,
+)
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "zero-emqx"
@@ -65,14 +82,20 @@ def tenant_to_secret(tenant: Tenant, namespace: str) -> dict[str, Any]:
     }
     if tenant.revision:
         metadata["resourceVersion"] = tenant.revision
-    encoded = base64.b64encode(tenant.password_hash.encode()).decode("ascii")
+    data = {PASSWORD_HASH_KEY: _b64(tenant.password_hash)}
+    for credential in tenant.credentials:
+        data[secret_key(credential.cred_id)] = _b64(credential_json(credential))
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata,
         "type": SECRET_TYPE,
-        "data": {PASSWORD_HASH_KEY: encoded},
+        "data": data,
     }
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
 
 
 def secret_name(secret: Mapping[str, Any]) -> str:
@@ -116,14 +139,16 @@ def secret_to_tenant(secret: Mapping[str, Any]) -> Tenant:
     revision = metadata.get("resourceVersion", "")
     if not isinstance(revision, str):
         raise invalid("metadata.resourceVersion is not a string")
+    data = secret.get("data")
     return Tenant(
         instance_id=name,
-        password_hash=_password_hash(secret.get("data"), invalid),
+        password_hash=_password_hash(data, invalid),
         created_at=created_at,
         expires_at=expires_at,
         tag=tag,
         ip_hash=ip_hash,
         paused=paused_text == "true",
+        credentials=_credentials(data, invalid),
         revision=revision,
     )
 
@@ -172,3 +197,24 @@ def _password_hash(data: object, invalid: _Invalid) -> str:
     if not is_phc_argon2(text):
         raise invalid(f"{field} is not an argon2 PHC string")
     return text
+
+
+def _credentials(data: object, invalid: _Invalid) -> tuple[ScopedCredential, ...]:
+    """Every `credential.<cred_id>` data key (`data` is a map: _password_hash checked)."""
+    assert isinstance(data, Mapping)
+    found = []
+    for key, encoded in data.items():
+        if not isinstance(key, str) or not key.startswith(SECRET_KEY_PREFIX):
+            continue
+        shown = key if len(key) <= _NAME_SHOWN else key[:_NAME_SHOWN] + "..."
+        try:
+            if not isinstance(encoded, str):
+                raise ValueError("is not a base64 string")
+            try:
+                text = base64.b64decode(encoded, validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                raise ValueError("is not base64 of UTF-8 text") from None
+            found.append(credential_from_json(key.removeprefix(SECRET_KEY_PREFIX), text))
+        except ValueError as exc:
+            raise invalid(f"data.{shown}: {exc}") from None
+    return in_order(found)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tenants.credentials import new_instance_id, new_password
+from tenants.credentials import new_credential_id, new_instance_id, new_password
 from tenants.hashing import hash_password
 from tenants.local_store import LocalStore
-from tenants.record import Tenant, utc_now
+from tenants.record import ScopedCredential, Tenant, utc_now
 from tenants.store import TenantStore
 
 STORE_KINDS = ["local", "kubernetes"]
@@ -40,6 +40,29 @@ def make_tenant(
         paused=paused,
     )
     return Minted(tenant, password)
+
+
+@dataclass(frozen=True)
+class MintedCredential:
+    """A scoped credential and its plaintext password."""
+
+    credential: ScopedCredential
+    password: str
+
+
+def make_credential(
+    *, label: str = "device", allow_publish: bool = True, allow_subscribe: bool = False
+) -> MintedCredential:
+    password = new_password()
+    credential = ScopedCredential(
+        cred_id=new_credential_id(),
+        label=label,
+        password_hash=hash_password(password),
+        allow_publish=allow_publish,
+        allow_subscribe=allow_subscribe,
+        created_at=utc_now(),
+    )
+    return MintedCredential(credential, password)
 
 
 @pytest.fixture(params=STORE_KINDS)

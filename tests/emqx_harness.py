@@ -6,9 +6,10 @@ answers the way EMQX reads them (§2.1): IGNORE, or a type without `bool_result`
 "ignore"; otherwise the boolean is the verdict.
 
 What EMQX does to the client's data before asking (our emqx-config):
-- `mqtt.client_attrs_init` sets `tns = username`;
+- `mqtt.client_attrs_init` sets `tns = substr(username, 0, 21)` (the instance id, also
+  for a scoped credential `<instance id>.<cred id>`);
 - `mqtt.clientid_override = concat([client_attrs.tns, '-', clientid])`, so the hook
-  sees `<username>-<client's own id>`;
+  sees `<tns>-<client's own id>`;
 - at `client.authenticate` the mountpoint is not resolved yet: `""` on 6.1+
   (`namespace_as_mountpoint`), the raw listener template on 6.0;
 - at `client.authorize` it is `<tns>/`; the topic is the shared subscription's real
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -30,7 +31,7 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from exhook.server import ExhookRuntime
+from exhook.server import Attachment, ExhookRuntime
 from exhook.service import Clock, utc_clock
 from exhook.settings import ExhookSettings
 from exhook.verifier import VerifyFn
@@ -81,6 +82,11 @@ def mounted_topic_for_authz(topic: str, tns: str, version: str) -> str:
     if major_minor and (int(major_minor[1]), int(major_minor[2])) >= (6, 1):
         return f"{tns}/{topic}"
     return topic
+
+
+def tns_of(username: str) -> str:
+    """`substr(username, 0, 21)`: EMQX's namespace for a username (emqx-config/)."""
+    return username[:21]
 
 
 def _serialize(message: Message) -> bytes:
@@ -197,7 +203,7 @@ class FakeEmqx:
         timeout: float | None = None,
     ) -> Answer:
         """A CONNECT as EMQX asks about it: `override` applies clientid_override."""
-        clientid = f"{username}-{client_id}" if override else client_id
+        clientid = f"{tns_of(username)}-{client_id}" if override else client_id
         info = self.clientinfo(username, clientid, password=password)
         return await self.authenticate_info(info, timeout=timeout)
 
@@ -215,10 +221,11 @@ class FakeEmqx:
         """A PUBLISH/SUBSCRIBE check for the client topic `topic`, shaped as EMQX shapes
         it for `version` (`raw_topic` sends `topic` untouched)."""
         version = self.version if version is None else version
-        tns_mountpoint = f"{username}/" if mountpoint is None else mountpoint
-        info = self.clientinfo(username, f"{username}-{client_id}")
+        tns = tns_of(username)
+        tns_mountpoint = f"{tns}/" if mountpoint is None else mountpoint
+        info = self.clientinfo(username, f"{tns}-{client_id}")
         info.mountpoint = tns_mountpoint
-        shown = topic if raw_topic else mounted_topic_for_authz(topic, username, version)
+        shown = topic if raw_topic else mounted_topic_for_authz(topic, tns, version)
         kind = pb.ClientAuthorizeRequest.PUBLISH
         if action == "subscribe":
             kind = pb.ClientAuthorizeRequest.SUBSCRIBE
@@ -253,11 +260,13 @@ async def running_exhook(
     clock: Clock = utc_clock,
     synced: bool = True,
     version: str = "6.2.2",
+    attach: Sequence[Attachment] = (),
     **overrides: Any,
 ) -> AsyncIterator[tuple[ExhookRuntime, FakeEmqx]]:
-    """The real runtime on `store` and an EMQX client connected to it."""
+    """The real runtime on `store` (with `attach`ed work such as the lifecycle) and an
+    EMQX client connected to it."""
     async with ExhookRuntime(
-        exhook_settings(**overrides), store, verify_fn=verify_fn, clock=clock
+        exhook_settings(**overrides), store, verify_fn=verify_fn, clock=clock, attach=attach
     ) as runtime:
         if synced:
             assert await runtime.sync.wait_synced(10), "the index did not sync"

@@ -25,6 +25,15 @@ from typing import Any
 import pytest
 from pyhocon import ConfigFactory, ConfigTree
 
+from tenants.credentials import (
+    INSTANCE_ID_LENGTH,
+    claims_a_namespace,
+    namespace_of,
+    new_credential_id,
+    new_instance_id,
+    scoped_username,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "emqx-config"
 
@@ -40,6 +49,7 @@ MQTTS_BIND = "0.0.0.0:8883"
 WSS_BIND = "0.0.0.0:8084"
 WSS_PATH = "/mqtt"
 MOUNTPOINT_60 = "${client_attrs.tns}/"
+TNS_EXPRESSION = "substr(username, 0, 21)"
 SECURITY_PROFILE = "hardened"
 
 API_KEY_LINE_RE = re.compile(
@@ -57,7 +67,7 @@ _COMMON: dict[str, Any] = {
     "exhook.servers.1.auto_reconnect": "2s",
     "exhook.servers.1.pool_size": 16,
     # apps/emqx/src/emqx_schema.erl, mqtt_general()
-    "mqtt.client_attrs_init.1.expression": "username",
+    "mqtt.client_attrs_init.1.expression": TNS_EXPRESSION,
     "mqtt.client_attrs_init.1.set_as_attr": "tns",
     "mqtt.clientid_override": "concat([client_attrs.tns, '-', clientid])",
     # apps/emqx_auth_mnesia/src/emqx_authn_mnesia_schema.erl
@@ -343,3 +353,30 @@ def test_env_model_matches_emqx_parsing() -> None:
     )
     assert emqx_value('[{a = "b"}]') == [{"a": "b"}]
     assert emqx_view({"EMQX_A__1__B": "x", "EMQX_A__2__B": "y"}) == {"a": [{"b": "x"}, {"b": "y"}]}
+
+
+def variform_substr(text: str, start: int, length: int) -> str:
+    """EMQX's `substr/3` (apps/emqx_utils/src/emqx_variform_bif.erl, 6.2.2 and e6.0.1):
+    `string:slice(S, Start, Length)`, 0-based, shorter when the string ends first (its
+    own tests: `substr('atom', 1, 2)` is `<<"to">>`). Graphemes are characters here: our
+    usernames are ASCII."""
+    return text[start : start + length]
+
+
+def test_the_namespace_is_the_instance_id_for_both_username_forms() -> None:
+    match = re.fullmatch(r"substr\(username, (\d+), (\d+)\)", TNS_EXPRESSION)
+    assert match is not None
+    start, length = int(match[1]), int(match[2])
+    assert variform_substr("atom", 1, 2) == "to"
+    assert (start, length) == (0, INSTANCE_ID_LENGTH)
+    instance_id = new_instance_id()
+    assert len(instance_id) == INSTANCE_ID_LENGTH
+    for username in (instance_id, scoped_username(instance_id, new_credential_id())):
+        tns = variform_substr(username, start, length)
+        assert tns == namespace_of(username) == instance_id
+        # clientid_override then gives "<instance id>-<own id>" for both forms.
+        assert f"{tns}-sensor" == f"{instance_id}-sensor"
+    # Any other username whose first 21 characters are an instance id would land in that
+    # namespace too: the hook claims (and refuses) it instead of ignoring it.
+    assert claims_a_namespace(instance_id + "zzz")
+    assert not claims_a_namespace("emqx-0123")

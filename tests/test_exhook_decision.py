@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from exhook.decision import (
+    Action,
     Decision,
     Reason,
     Verdict,
@@ -15,6 +16,7 @@ from exhook.decision import (
     client_id_fits,
     conclude,
     decide_authorize,
+    instance_of,
     parse_version,
     plan_authenticate,
     topics_arrive_mounted,
@@ -22,7 +24,7 @@ from exhook.decision import (
 from exhook.settings import ExhookSettings, UnknownUserAction
 from tenants.errors import ConfigError
 from tenants.hashing import DECOY_HASH
-from tenants.record import Tenant
+from tenants.record import ScopedCredential, Tenant
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 ID = "emqx-0123456789abcdef"
@@ -174,6 +176,7 @@ def authz(
     synced: bool = True,
     now: datetime = NOW,
     ignore_unknown: bool = False,
+    action: Action | None = Action.PUBLISH,
 ) -> Decision:
     return decide_authorize(
         username,
@@ -184,6 +187,7 @@ def authz(
         tenant=tenant,
         now=now,
         ignore_unknown=ignore_unknown,
+        action=action,
     )
 
 
@@ -289,3 +293,119 @@ def test_settings_from_environ() -> None:
 def test_bad_settings_are_config_errors(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ExhookSettings.from_environ(environ)
+
+
+# -- scoped credentials -------------------------------------------------------------------
+
+READER = ScopedCredential(
+    cred_id="0a1b2c3d",
+    label="dashboard",
+    password_hash="$argon2id$v=19$m=2048,t=1,p=1$c2FsdHNhbHQ$cmVhZGVycmVhZGVy",
+    allow_publish=False,
+    allow_subscribe=True,
+    created_at=NOW - timedelta(hours=1),
+)
+DEVICE = replace(
+    READER,
+    cred_id="ffff0000",
+    label="device",
+    password_hash="$argon2id$v=19$m=2048,t=1,p=1$c2FsdHNhbHQ$ZGV2aWNlZGV2aWNl",
+    allow_publish=True,
+    allow_subscribe=False,
+)
+SCOPED = replace(TENANT, credentials=(READER, DEVICE))
+READER_NAME, DEVICE_NAME = f"{ID}.0a1b2c3d", f"{ID}.ffff0000"
+
+
+def test_a_scoped_username_verifies_against_its_credentials_hash() -> None:
+    result = plan(READER_NAME, tenant=SCOPED)
+    assert result == VerifyPlan(READER.password_hash, None, SCOPED, "0a1b2c3d")
+    assert isinstance(result, VerifyPlan) and result.cacheable
+    assert conclude(result, True, current=SCOPED, now=NOW).allowed
+    owner = plan(ID, tenant=SCOPED)
+    assert owner == VerifyPlan(SCOPED.password_hash, None, SCOPED)
+    assert instance_of(READER_NAME) == instance_of(ID) == ID
+    assert instance_of(f"{ID}zzz") is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"username": f"{ID}.00000000"}, Reason.NO_SUCH_CREDENTIAL),
+        ({"clientid": f"{READER_NAME}-dev"}, Reason.BAD_CLIENT_ID),  # "<id>.<cred>-", no
+        ({"clientid": "dev"}, Reason.BAD_CLIENT_ID),
+        ({"tenant": replace(SCOPED, paused=True)}, Reason.PAUSED),
+        ({"tenant": None}, Reason.NO_SUCH_TENANT),
+        ({"now": SCOPED.expires_at}, Reason.EXPIRED),
+    ],
+)
+def test_scoped_failures_pay_the_decoy(kwargs: dict[str, object], reason: Reason) -> None:
+    arguments: dict[str, object] = {"username": READER_NAME, "tenant": SCOPED, **kwargs}
+    result = plan(**arguments)  # type: ignore[arg-type]
+    assert isinstance(result, VerifyPlan)
+    assert (result.password_hash, result.failure, result.cacheable) == (DECOY_HASH, reason, False)
+
+
+def test_conclude_for_a_credential_removed_or_replaced_during_the_verify() -> None:
+    good = plan(READER_NAME, tenant=SCOPED)
+    assert isinstance(good, VerifyPlan)
+    removed = replace(SCOPED, credentials=(DEVICE,), revision="8")
+    assert conclude(good, True, current=removed, now=NOW).reason is Reason.NO_SUCH_CREDENTIAL
+    rehashed = replace(READER, password_hash="$argon2id$other")
+    changed = replace(SCOPED, credentials=(rehashed, DEVICE), revision="9")
+    assert conclude(good, True, current=changed, now=NOW).reason is Reason.WRONG_PASSWORD
+    rotated = replace(SCOPED, password_hash="$argon2id$owner-rotated", revision="10")
+    assert conclude(good, True, current=rotated, now=NOW).allowed  # the owner's rotation
+    assert conclude(good, False, current=SCOPED, now=NOW).reason is Reason.WRONG_PASSWORD
+
+
+@pytest.mark.parametrize("ignore_unknown", [False, True])
+@pytest.mark.parametrize(
+    "username",
+    [f"{ID}zzz", f"{ID}-x", f"{ID}.", f"{READER_NAME}x", f"{READER_NAME}.0a1b2c3d", f"{ID}\n"],
+)
+def test_a_username_in_our_namespace_is_never_ignored(username: str, ignore_unknown: bool) -> None:
+    """EMQX's namespace is the first 21 characters: `emqx-<id>zzz` would land in the
+    instance's namespace, so another authenticator must never be asked about it."""
+    denied = Decision(Verdict.DENY, Reason.BAD_USERNAME)
+    assert plan(username, tenant=SCOPED, ignore_unknown=ignore_unknown) == denied
+    for action in Action:
+        decision = authz(
+            f"{ID}/t",
+            username=username,
+            tenant=SCOPED,
+            ignore_unknown=ignore_unknown,
+            action=action,
+        )
+        assert decision == denied
+
+
+@pytest.mark.parametrize("version", ["6.0.3", "6.2.2"])
+def test_authorize_enforces_a_credentials_rights(version: str) -> None:
+    topic = f"{ID}/sensors/1" if version == "6.2.2" else "sensors/1"
+
+    def check(username: str, action: Action | None) -> Decision:
+        return authz(topic, version, username=username, tenant=SCOPED, action=action)
+
+    assert check(READER_NAME, Action.SUBSCRIBE).allowed
+    assert check(READER_NAME, Action.PUBLISH) == Decision(Verdict.DENY, Reason.NOT_PERMITTED)
+    assert check(DEVICE_NAME, Action.PUBLISH).allowed
+    assert check(DEVICE_NAME, Action.SUBSCRIBE) == Decision(Verdict.DENY, Reason.NOT_PERMITTED)
+    assert check(ID, Action.PUBLISH).allowed and check(ID, Action.SUBSCRIBE).allowed
+    assert check(ID, None).allowed  # the owner may do what we do not know of
+    assert check(READER_NAME, None).reason is Reason.NOT_PERMITTED
+    unknown = check(f"{ID}.00000000", Action.SUBSCRIBE)
+    assert unknown == Decision(Verdict.DENY, Reason.NO_SUCH_CREDENTIAL)
+    # The namespace rules hold for scoped usernames too.
+    outside = authz(
+        "emqx-ffffffffffffffff/t", username=READER_NAME, tenant=SCOPED, action=Action.SUBSCRIBE
+    )
+    assert outside.reason is Reason.OUTSIDE_NAMESPACE
+    wrong_mount = authz(
+        f"{ID}/t",
+        username=READER_NAME,
+        tenant=SCOPED,
+        mountpoint=f"{READER_NAME}/",
+        action=Action.SUBSCRIBE,
+    )
+    assert wrong_mount.reason is Reason.BAD_MOUNTPOINT

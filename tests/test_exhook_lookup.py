@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from tenants.record import Tenant
+from tenants.operations import add_credential, modify
+from tenants.record import Tenant, utc_now
 from tenants.store import Change, Listing, TenantStore
-from tests.conftest import make_tenant
+from tests.conftest import make_credential, make_tenant
 from tests.emqx_harness import ALLOW, DENY, running_exhook
 
 
@@ -61,3 +62,24 @@ async def test_store_reads_for_unknown_ids_are_rate_limited(store: TenantStore) 
         assert deaf.gets <= 3  # the bucket holds 2, and refills at 2/s
         # Every unknown id still paid one argon2 verify: no shortcut reveals who exists.
         assert runtime.verifier.stats.verifications == 10
+
+
+async def test_a_credential_the_index_has_not_seen_is_read_from_the_store(
+    store: TenantStore,
+) -> None:
+    deaf = DeafStore(store)
+    minted = make_tenant()
+    await store.create(minted.tenant)
+    async with running_exhook(deaf) as (runtime, emqx):  # type: ignore[arg-type]
+        device = make_credential()
+        instance_id = minted.tenant.instance_id
+        await modify(store, instance_id, add_credential(device.credential, utc_now(), 20))
+        indexed = runtime.index.get(instance_id)
+        assert indexed is not None and indexed.credentials == ()
+        username = f"{instance_id}.{device.credential.cred_id}"
+        assert (await emqx.connect(username, device.password)).verdict == ALLOW
+        assert (await emqx.authorize(username, "t", action="publish")).verdict == ALLOW
+        assert (await emqx.authorize(username, "t", action="subscribe")).verdict == DENY
+        assert (await emqx.connect(f"{instance_id}.00000000", device.password)).verdict == DENY
+        assert (await emqx.connect(instance_id, minted.password)).verdict == ALLOW
+        assert runtime.verifier.stats.verifications == 4  # decoy + real, decoy, owner

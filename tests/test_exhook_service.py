@@ -18,7 +18,7 @@ from exhook.wire import exhook_pb2 as pb
 from tenants.credentials import new_instance_id, new_password
 from tenants.hashing import hash_password, verify_password
 from tenants.store import TenantStore
-from tests.conftest import Minted, make_tenant
+from tests.conftest import Minted, make_credential, make_tenant
 from tests.emqx_harness import ALLOW, DENY, IGNORE, Answer, FakeEmqx, eventually, running_exhook
 
 
@@ -361,3 +361,42 @@ async def test_two_emqx_nodes_share_one_server(store: TenantStore) -> None:
         assert_explicit(await other.connect(gid, good.password), ALLOW)
         assert_explicit(await other.authorize(gid, "a/b"), ALLOW)
         assert_explicit(await emqx.authorize(gid, "a/b"), ALLOW)
+
+
+async def test_scoped_credentials_cost_one_verify_and_are_cached_apart(
+    store: TenantStore,
+) -> None:
+    device = make_credential()
+    minted = make_tenant()
+    tenant = await store.create(replace(minted.tenant, credentials=(device.credential,)))
+    owner, scoped = tenant.usernames()
+    verify = CountingVerify()
+    async with running_exhook(store, verify_fn=verify) as (runtime, emqx):
+        assert_explicit(await emqx.connect(owner, minted.password), ALLOW)
+        assert_explicit(await emqx.connect(scoped, device.password), ALLOW)
+        assert verify.calls == 2
+        for _ in range(2):
+            assert_explicit(await emqx.connect(owner, minted.password, "again"), ALLOW)
+            assert_explicit(await emqx.connect(scoped, device.password, "again"), ALLOW)
+        assert verify.calls == 2  # each username hit its own cache entry
+        assert_explicit(await emqx.connect(scoped, minted.password), DENY)  # the owner's
+        assert_explicit(await emqx.connect(owner, device.password), DENY)  # the device's
+        denied = {
+            "unknown credential": await emqx.connect(f"{owner}.00000000", device.password),
+            "bad prefix": await emqx.connect(
+                scoped, device.password, f"{scoped}-x", override=False
+            ),
+            "claims the namespace": await emqx.connect(f"{owner}zzz", minted.password),
+        }
+        for answer in denied.values():
+            assert_explicit(answer, DENY)
+        # Every refusal that names an instance paid one verify; the malformed one none.
+        assert verify.calls == 2 + 2 + 2
+        metrics = runtime.metrics
+        assert metrics.count(AUTHENTICATE, "deny", "no_such_credential") == 1
+        assert metrics.count(AUTHENTICATE, "deny", "bad_username") == 1
+        publish = await emqx.authorize(scoped, "t", action="publish")
+        subscribe = await emqx.authorize(scoped, "t", action="subscribe")
+        assert_explicit(publish, ALLOW)
+        assert_explicit(subscribe, DENY)
+        assert metrics.count(AUTHORIZE, "deny", "not_permitted") == 1

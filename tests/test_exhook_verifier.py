@@ -14,7 +14,7 @@ from exhook.verifier import CredentialCache, Overloaded, Verifier
 from tenants.hashing import hash_password
 from tenants.index import TenantIndex
 from tenants.record import Tenant
-from tests.conftest import make_tenant
+from tests.conftest import make_credential, make_tenant
 
 
 class SlowVerify:
@@ -171,6 +171,29 @@ def test_cache_follows_the_index() -> None:
     cache.remember(tenant, "pw")
     index.put(replace(tenant, revision="3"))
     assert len(cache) == 0
+
+
+def test_owner_and_scoped_credentials_are_cached_apart() -> None:
+    cache = CredentialCache(10)
+    device = make_credential().credential
+    tenant = replace(tenant_with("1"), credentials=(device,))
+    owner, scoped = tenant.usernames()
+    cache.remember(tenant, "owner-pw")
+    cache.remember(tenant, "device-pw", username=scoped, password_hash=device.password_hash)
+    assert len(cache) == 2
+    assert cache.hit(tenant, "owner-pw") and not cache.hit(tenant, "device-pw")
+    hit = cache.hit(tenant, "device-pw", username=scoped, password_hash=device.password_hash)
+    assert hit
+    assert not cache.hit(tenant, "owner-pw", username=scoped, password_hash=device.password_hash)
+    # The credential's hash replaced under the same revision: no hit.
+    assert not cache.hit(tenant, "device-pw", username=scoped, password_hash="$argon2id$else")
+    # Any record change drops every username of the tenant.
+    cache.remember(tenant, "device-pw", username=scoped, password_hash=device.password_hash)
+    index = TenantIndex()
+    index.add_listener(cache.on_index_change)
+    index.put(tenant)
+    assert len(cache) == 0
+    assert owner == tenant.instance_id
 
 
 def test_workers_must_be_positive() -> None:

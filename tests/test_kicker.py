@@ -15,6 +15,7 @@ from exhook.emqx_api import EmqxApiSettings, EmqxClient, HttpxEmqxApi
 from exhook.kicker import (
     JobKind,
     Kicker,
+    KickRequest,
     backoff_delay,
     job_for_change,
     merge_kinds,
@@ -25,7 +26,7 @@ from tenants.errors import InvalidRecord
 from tenants.index import TenantIndex
 from tenants.local_store import LocalStore
 from tenants.record import Tenant
-from tests.conftest import make_tenant
+from tests.conftest import make_credential, make_tenant
 from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
 
 KEY, SECRET = "zero-exhook", "kicker-test-secret"
@@ -36,20 +37,55 @@ KEY, SECRET = "zero-exhook", "kicker-test-secret"
 
 def test_job_for_change() -> None:
     t = make_tenant().tenant
-    assert job_for_change(None, t) is None  # created
-    assert job_for_change(t, None) is JobKind.REMOVE  # deleted, whoever did it
-    assert job_for_change(t, replace(t, paused=True)) is JobKind.PAUSE
-    assert job_for_change(replace(t, paused=True), t) is None  # unpause: the hook allows again
-    assert job_for_change(t, replace(t, password_hash="$argon2id$new")) is JobKind.REAUTH
+    iid = t.instance_id
+    assert job_for_change(None, t) == ()  # created
+    assert job_for_change(t, None) == (KickRequest(iid, JobKind.REMOVE, frozenset({iid})),)
+    assert job_for_change(t, replace(t, paused=True)) == (
+        KickRequest(iid, JobKind.PAUSE, frozenset({iid})),
+    )
+    assert job_for_change(replace(t, paused=True), t) == ()  # unpause: the hook allows again
+    rehashed = replace(t, password_hash="$argon2id$new")
+    assert job_for_change(t, rehashed) == (KickRequest(iid, JobKind.REAUTH),)
     paused_and_rehashed = replace(t, paused=True, password_hash="$argon2id$new")
-    assert job_for_change(t, paused_and_rehashed) is JobKind.PAUSE
-    assert job_for_change(t, replace(t, tag="x", revision="9")) is None
+    assert [r.kind for r in job_for_change(t, paused_and_rehashed)] == [JobKind.PAUSE]
+    assert job_for_change(t, replace(t, tag="x", revision="9")) == ()
+
+
+def test_job_for_change_of_scoped_credentials() -> None:
+    reader = make_credential(allow_publish=False, allow_subscribe=True).credential
+    device = make_credential().credential
+    t = replace(make_tenant().tenant, credentials=(reader, device))
+    iid, reader_name, device_name = t.usernames()
+    everyone = frozenset({iid, reader_name, device_name})
+    assert job_for_change(t, None) == (KickRequest(iid, JobKind.REMOVE, everyone),)
+    assert job_for_change(t, replace(t, paused=True, credentials=(device,))) == (
+        KickRequest(iid, JobKind.PAUSE, everyone),  # a credential removed meanwhile too
+    )
+    assert job_for_change(replace(t, credentials=(device,)), t) == ()  # a credential added
+    assert job_for_change(t, replace(t, credentials=(device,))) == (
+        KickRequest(reader_name, JobKind.REVOKE),
+    )
+    for changed in (
+        replace(reader, password_hash="$argon2id$other"),
+        replace(reader, allow_subscribe=False),  # a right taken away
+    ):
+        assert job_for_change(t, replace(t, credentials=(changed, device))) == (
+            KickRequest(reader_name, JobKind.REAUTH),
+        )
+    relabelled = replace(reader, label="other", allow_publish=True)  # nothing taken away
+    assert job_for_change(t, replace(t, credentials=(relabelled, device))) == ()
+    both = replace(t, password_hash="$argon2id$new", credentials=(reader,))
+    assert job_for_change(t, both) == (
+        KickRequest(iid, JobKind.REAUTH),  # the owner's sessions only
+        KickRequest(device_name, JobKind.REVOKE),
+    )
 
 
 def test_merge_kinds_keeps_the_stronger() -> None:
     assert merge_kinds(JobKind.REAUTH, JobKind.REMOVE) is JobKind.REMOVE
     assert merge_kinds(JobKind.REMOVE, JobKind.PAUSE) is JobKind.REMOVE
     assert merge_kinds(JobKind.PAUSE, JobKind.REAUTH) is JobKind.PAUSE
+    assert merge_kinds(JobKind.REAUTH, JobKind.REVOKE) is JobKind.REVOKE
 
 
 def test_backoff_delay() -> None:
@@ -185,6 +221,51 @@ async def test_a_stronger_request_during_an_attempt_runs_after_it(
     assert t not in fake.namespaces
 
 
+async def test_revoke_ends_one_scoped_username_only(fake: FakeEmqxApi, tmp_path: Path) -> None:
+    t = make_tenant().tenant.instance_id
+    owner, doomed, other = t, f"{t}.0000000a", f"{t}.0000000b"
+    for username in (owner, doomed, other):
+        fake.connect(username, f"{t}-{username[-1]}")
+    fake.connect(doomed, f"{t}-second")
+    assert fake.namespaces == [t]  # one namespace: the first 21 characters
+    async with running_kicker(fake, tmp_path) as (kicker, _):
+        kicker.request(doomed, JobKind.REVOKE)
+        await eventually(lambda: kicker.pending == 0)
+    assert fake.clients_of(doomed) == []
+    assert fake.clients_of(owner) == [f"{t}-{owner[-1]}"]
+    assert fake.clients_of(other) == [f"{t}-b"]
+    assert [c.path for c in fake.calls if c.path.startswith("/mt/")] == []  # ns untouched
+    assert fake.calls_to("GET", "/clients")[0].query[0] == ("username", doomed)
+
+
+@pytest.mark.parametrize("kind", [JobKind.PAUSE, JobKind.REMOVE])
+async def test_pause_and_remove_cover_scoped_usernames_without_emqx_mt(
+    fake: FakeEmqxApi, tmp_path: Path, kind: JobKind
+) -> None:
+    t = make_tenant(ttl=timedelta(seconds=-1)).tenant
+    iid, scoped = t.instance_id, f"{t.instance_id}.0123abcd"
+    fake.connect(iid, f"{iid}-owner")
+    fake.connect(scoped, f"{iid}-device")
+    fake.mt_enabled = False  # no namespace routes: only list + bulk kick ends sessions
+    async with running_kicker(fake, tmp_path) as (kicker, _):
+        kicker.request(iid, kind, [iid, scoped, "emqx-ffffffffffffffff.0123abcd", "x"])
+        assert kicker.pending_usernames(iid) == {iid, scoped}  # others' names are dropped
+        await eventually(lambda: kicker.pending == 0)
+    assert fake.clients_of(iid) == fake.clients_of(scoped) == []
+    listed = fake.calls_to("GET", "/clients")[0].query
+    assert [v for k, v in listed if k == "username"] == [iid, scoped]
+
+
+async def test_instance_jobs_are_refused_for_scoped_usernames(
+    fake: FakeEmqxApi, tmp_path: Path
+) -> None:
+    async with running_kicker(fake, tmp_path) as (kicker, _):
+        for kind in (JobKind.PAUSE, JobKind.REMOVE):
+            kicker.request("emqx-0123456789abcdef.0123abcd", kind)
+        kicker.request("emqx-0123456789abcdef.0123abcdx", JobKind.REVOKE)
+        assert kicker.pending == 0
+
+
 class _UnreadableStore:
     async def get(self, instance_id: str) -> Tenant | None:
         raise InvalidRecord(f"Secret {instance_id!r}: expires_at is missing")
@@ -193,3 +274,19 @@ class _UnreadableStore:
 async def test_an_unreadable_record_counts_as_gone() -> None:
     store = _UnreadableStore()
     assert await read_record(store, "emqx-0123456789abcdef") is None  # type: ignore[arg-type]
+
+
+async def test_revoke_of_a_restored_credential_is_dropped(
+    fake: FakeEmqxApi, tmp_path: Path
+) -> None:
+    device = make_credential().credential
+    tenant = replace(make_tenant().tenant, credentials=(device,))
+    username = tenant.username_of(device)
+    fake.connect(username, f"{tenant.instance_id}-d")
+    index = TenantIndex()
+    index.put(tenant)  # the operator put the data key back before the job ran
+    async with running_kicker(fake, tmp_path, index) as (kicker, _):
+        kicker.request(username, JobKind.REVOKE)
+        await eventually(lambda: kicker.pending == 0)
+        assert kicker.jobs_dropped == 1
+    assert fake.clients_of(username) == [f"{tenant.instance_id}-d"]

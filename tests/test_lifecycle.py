@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -15,9 +16,10 @@ from exhook.emqx_api import EmqxApiSettings, HttpxEmqxApi
 from exhook.lifecycle import Lifecycle, LifecycleSettings
 from tenants.hashing import hash_password
 from tenants.index import IndexSync, TenantIndex
+from tenants.operations import modify, remove_credential
 from tenants.record import Tenant
 from tenants.store import TenantStore
-from tests.conftest import make_tenant
+from tests.conftest import make_credential, make_tenant
 from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
 
 KEY, SECRET = "zero-exhook", "lifecycle-Secret-7d1c"
@@ -298,3 +300,26 @@ def _with(tenant: Tenant, **changes: object) -> Tenant:
     from dataclasses import replace
 
     return replace(tenant, **changes)  # type: ignore[arg-type]
+
+
+async def test_scoped_credentials_are_kicked_with_and_without_their_instance(
+    store: TenantStore, fake: FakeEmqxApi
+) -> None:
+    """Without emqx_mt nothing but list + bulk kick ends a session: the jobs must list the
+    scoped usernames themselves."""
+    fake.mt_enabled = False
+    reader, device = make_credential(allow_subscribe=True), make_credential()
+    base = make_tenant(ttl=timedelta(seconds=2)).tenant
+    tenant = await store.create(replace(base, credentials=(reader.credential, device.credential)))
+    owner, reader_name, device_name = tenant.usernames()
+    for username in tenant.usernames():
+        fake.connect(username, f"{tenant.instance_id}-{username[-3:]}")
+    async with running_lifecycle(store, fake) as lifecycle:
+        await modify(store, tenant.instance_id, remove_credential(reader.credential.cred_id))
+        await eventually(lambda: fake.clients_of(reader_name) == [])
+        await eventually(lambda: lifecycle.pending_jobs == 0)
+        assert len(fake.clients_of(owner)) == len(fake.clients_of(device_name)) == 1
+        # Expiry: the reaper's removal lists every username the record had.
+        await eventually(lambda: fake.clients_of(owner) == fake.clients_of(device_name) == [])
+        await eventually(lambda: lifecycle.pending_jobs == 0)
+    assert await store.get(tenant.instance_id) is None

@@ -259,7 +259,7 @@ async def test_authentication_and_roles(tmp_path: Path) -> None:
                 )
                 error_of(answer, 403, "UNAUTHORIZED_ROLE")
                 refused += 1
-            assert refused == 8  # 5 instance changes, the 3 api key routes
+            assert refused == 10  # 7 instance changes (2 of credentials), 3 api key routes
             stored = await store.get(iid)
             assert stored == target.tenant
     finally:

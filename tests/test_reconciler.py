@@ -14,7 +14,7 @@ from exhook.kicker import JobKind, Kicker
 from exhook.reconciler import Reconciler, plan_reconcile
 from tenants.index import IndexSync, TenantIndex
 from tenants.store import TenantStore
-from tests.conftest import make_tenant
+from tests.conftest import make_credential, make_tenant
 from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
 
 KEY, SECRET = "zero-exhook", "reconciler-test-secret"
@@ -49,7 +49,9 @@ async def test_a_tenant_the_index_has_not_seen_is_not_removed(
     fresh = await store.create(make_tenant().tenant)  # created by another replica just now
     gone = make_tenant().tenant.instance_id  # a namespace whose record is gone
     paused = await store.create(make_tenant(paused=True).tenant)
-    for name in (*FOREIGN, fresh.instance_id, gone, paused.instance_id):
+    for name in FOREIGN:
+        fake.add_namespace(name)  # (a client named so would land in the first 21 characters')
+    for name in (fresh.instance_id, gone, paused.instance_id):
         fake.connect(name, f"{name}-c")
     index = TenantIndex()
     index.put(paused)  # the lagging index knows only the paused tenant
@@ -85,3 +87,23 @@ async def test_reconcile_retries_until_emqx_answers(store: TenantStore, fake: Fa
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     assert reconciler.failures == 3
+
+
+async def test_a_paused_tenant_with_only_a_scoped_session_is_kicked(
+    store: TenantStore, fake: FakeEmqxApi
+) -> None:
+    device = make_credential().credential
+    paused = replace(make_tenant(paused=True).tenant, credentials=(device,))
+    paused = await store.create(paused)
+    scoped = paused.username_of(device)
+    fake.connect(scoped, f"{paused.instance_id}-device")  # the owner is not connected
+    index = TenantIndex()
+    index.put(paused)
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    settings = EmqxApiSettings(fake.url, KEY, SECRET, timeout_seconds=0.5)
+    async with HttpxEmqxApi(settings) as api:
+        kicker = Kicker(api, store, index, clock=clock)
+        reconciler = Reconciler(api, store, index, IndexSync(store, index), kicker, clock=clock)
+        report = await reconciler.reconcile_once()
+    assert report.pause_kicks == (paused.instance_id,)
+    assert kicker.pending_usernames(paused.instance_id) == {paused.instance_id, scoped}

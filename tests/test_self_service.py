@@ -32,6 +32,7 @@ async def test_own_instance_read_rotate_delete(store: TenantStore) -> None:
             "expires_at": created["expires_at"],
             "tag": "mine",
             "connected_clients": None,
+            "credentials": [],
         }
         assert await eventually(verdict(emqx, iid, password), ALLOW, timeout=5) == ALLOW
 

@@ -3,7 +3,7 @@
 Set:
 - `ZERO_EMQX_E2E_MQTT_URL`: `mqtt://host:1883` or `mqtts://host:8883` of an EMQX whose
   `exhook.servers` point at a running `zero-emqx-exhook` (or `zero-emqx serve`),
-  configured as emqx-config/ says (client_attrs_init tns = username, namespace
+  configured as emqx-config/ says (client_attrs_init tns = substr(username, 0, 21), namespace
   mountpoint, clientid_override, an empty built-in-database authenticator,
   authorization sources = [] with no_match = deny, include_mountpoint on 6.1+);
 - optionally `ZERO_EMQX_E2E_MQTT_CA` (PEM) for mqtts;

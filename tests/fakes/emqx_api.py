@@ -13,7 +13,8 @@ ExHook's lifecycle makes, following EMQX 6.2.2's contract:
 - `GET /clients?username=&page=&limit=` and `POST /clients/kickout/bulk` (204);
 - `GET /status` (no auth, as in EMQX).
 
-Test hooks: `connect()` (a client session; its namespace is auto-created, as EMQX does on
+Test hooks: `connect()` (a client session; its namespace, the first 21 characters of the
+username as our `client_attrs_init` says, is auto-created, as EMQX does on
 `session.created`), `clients_of()`, `namespaces`, fault injection (`fail_next`,
 `delay_next`, `set_down`, `conflict_for`, `forbid_scope`, `mt_enabled`), and `calls`.
 """
@@ -53,6 +54,11 @@ class FakeClient:
     clientid: str
     username: str
     connected_at: str
+
+
+def _namespace(username: str) -> str:
+    """`mqtt.client_attrs_init = [{expression = "substr(username, 0, 21)", ...}]`."""
+    return username[:21]
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -126,12 +132,13 @@ class FakeEmqxApi:
     # -- broker state --------------------------------------------------------------------
 
     def connect(self, username: str, clientid: str) -> FakeClient:
-        """A session for `clientid` (replacing any older one); its namespace = username."""
+        """A session for `clientid` (replacing any older one); its namespace is
+        `substr(username, 0, 21)` (an instance id, also for a scoped credential)."""
         moment = max(datetime.now(UTC), self._last_connected + timedelta(microseconds=1))
         self._last_connected = moment
         client = FakeClient(clientid, username, moment.isoformat(timespec="microseconds"))
         self._clients[clientid] = client
-        self._namespaces.add(username)
+        self._namespaces.add(_namespace(username))
         return client
 
     def clients_of(self, username: str) -> list[str]:
@@ -257,7 +264,9 @@ class FakeEmqxApi:
 
     async def _kick_later(self, ns: str) -> None:
         await asyncio.sleep(self.kick_delay)
-        for clientid in [c.clientid for c in self._clients.values() if c.username == ns]:
+        for clientid in [
+            c.clientid for c in self._clients.values() if _namespace(c.username) == ns
+        ]:
             self._clients.pop(clientid, None)
 
     async def _delete_ns(self, request: web.Request) -> web.StreamResponse:
@@ -297,7 +306,7 @@ class FakeEmqxApi:
                 "connected_at": c.connected_at,
                 "created_at": c.connected_at,
                 "node": "emqx@127.0.0.1",
-                "mountpoint": f"{c.username}/",
+                "mountpoint": f"{_namespace(c.username)}/",
             }
             for c in chunk
         ]
