@@ -249,6 +249,7 @@ def test_management_api_is_off_by_default_and_wired_when_on(helm: str) -> None:
     objects = scenario(helm, "defaults")
     manager = env_of(deployment(objects, "manager"), objects)
     assert manager["MANAGEMENT_API"] == "false"
+    assert manager["MAX_CREDENTIALS_PER_INSTANCE"] == "20"
     assert "MANAGEMENT_API_KEYS_FILE" not in manager
     # connected_clients: the manager reads EMQX's client count with the hook's key
     assert manager["EMQX_API_URL"] == "http://emqx:18083"

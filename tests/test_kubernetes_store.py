@@ -279,11 +279,16 @@ async def test_watch_reopens_after_an_idle_timeout() -> None:
 async def test_cancelling_the_watch_closes_the_stream_promptly(
     api: FakeKubernetesApi, kube: KubernetesStore
 ) -> None:
+    before = {t for t in threading.enumerate() if t.name == "kube-watch"}
     watch = await watching(kube, api, (await kube.list()).revision)
+    ours = [t for t in threading.enumerate() if t.name == "kube-watch" and t not in before]
+    assert ours, "the watch reads its stream on a thread of its own"
     started = time.monotonic()
     await watch.stop()
     assert time.monotonic() - started < 1.0
-    assert not [t for t in threading.enumerate() if t.name == "kube-watch"]
+    for thread in ours:  # other tests' stores may still be winding down theirs
+        await asyncio.to_thread(thread.join, 1.0)
+        assert not thread.is_alive()
     await eventually(lambda: api.watching == 0)
 
 
