@@ -23,70 +23,24 @@ Every answer maps to an `Outcome` (DONE, GONE, BUSY: all progress) or an `EmqxAp
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from tenants.errors import ConfigError, ZeroEmqxError
-from tenants.settings import env_float
+from tenants.settings import EmqxApiSettings
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/v5"
 NS_PAGE_SIZE = 500  # ns_list has no enforced maximum in 6.2.2; stay well under MAX_PAGE_SIZE
 CLIENT_PAGE_SIZE = 1000  # /clients allows up to 10000
 KICK_BATCH = 1000
 MAX_CLIENT_PAGES = 1000
-
-
-@dataclass(frozen=True)
-class EmqxApiSettings:
-    """EMQX_API_URL unset: no REST calls at all (lifecycle kicks disabled)."""
-
-    url: str | None = None  # EMQX_API_URL, e.g. http://emqx-dashboard:18083
-    key: str = ""  # EMQX_API_KEY
-    secret: str = field(default="", repr=False)  # EMQX_API_SECRET
-    timeout_seconds: float = 5.0  # EMQX_API_TIMEOUT_SECONDS
-
-    def __post_init__(self) -> None:
-        if self.url is None:
-            return
-        parts = urlsplit(self.url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ConfigError(f"EMQX_API_URL must be an http(s) URL, got {self.url!r}")
-        if parts.username is not None or parts.password is not None:
-            raise ConfigError("EMQX_API_URL must not carry credentials; use EMQX_API_KEY/SECRET")
-        if parts.query or parts.fragment:
-            raise ConfigError("EMQX_API_URL must not have a query or fragment")
-        if not self.key or not self.secret:
-            raise ConfigError("EMQX_API_URL needs EMQX_API_KEY and EMQX_API_SECRET")
-
-    @property
-    def enabled(self) -> bool:
-        return self.url is not None
-
-    @property
-    def base_url(self) -> str:
-        """The `/api/v5` root, whether or not EMQX_API_URL already ends with it."""
-        root = (self.url or "").rstrip("/")
-        return root if root.endswith(API_PREFIX) else root + API_PREFIX
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> EmqxApiSettings:
-        env = os.environ if environ is None else environ
-        url = env.get("EMQX_API_URL", "").strip()
-        return cls(
-            url=url or None,
-            key=env.get("EMQX_API_KEY", "").strip(),
-            secret=env.get("EMQX_API_SECRET", "").strip(),
-            timeout_seconds=env_float(env, "EMQX_API_TIMEOUT_SECONDS", 5.0, minimum=0.001),
-        )
 
 
 class Outcome(StrEnum):

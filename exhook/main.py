@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 
-from exhook.emqx_api import EmqxApi, EmqxApiSettings, HttpxEmqxApi
+from exhook.emqx_api import EmqxApi, HttpxEmqxApi
 from exhook.lifecycle import Lifecycle, LifecycleSettings
 from exhook.server import ExhookRuntime
 from exhook.settings import ExhookSettings
+from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
 
 log = logging.getLogger(__name__)

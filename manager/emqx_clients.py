@@ -12,54 +12,12 @@ request deadline.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import httpx
 
-from tenants.errors import ConfigError
-from tenants.settings import env_float
+from tenants.settings import EmqxApiSettings
 
 log = logging.getLogger(__name__)
-
-API_PREFIX = "/api/v5"
-
-
-@dataclass(frozen=True)
-class EmqxClientsSettings:
-    url: str | None = None  # EMQX_API_URL; None: connected_clients is always null
-    key: str = ""  # EMQX_API_KEY
-    secret: str = field(default="", repr=False)  # EMQX_API_SECRET
-    timeout_seconds: float = 5.0  # EMQX_API_TIMEOUT_SECONDS
-
-    def __post_init__(self) -> None:
-        if self.url is None:
-            return
-        parts = urlsplit(self.url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ConfigError(f"EMQX_API_URL must be an http(s) URL, got {self.url!r}")
-        if parts.username is not None or parts.password is not None:
-            raise ConfigError("EMQX_API_URL must not carry credentials; use EMQX_API_KEY/SECRET")
-        if not self.key or not self.secret:
-            raise ConfigError("EMQX_API_URL needs EMQX_API_KEY and EMQX_API_SECRET")
-
-    @property
-    def base_url(self) -> str:
-        root = (self.url or "").rstrip("/")
-        return root if root.endswith(API_PREFIX) else root + API_PREFIX
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> EmqxClientsSettings:
-        env = os.environ if environ is None else environ
-        url = env.get("EMQX_API_URL", "").strip()
-        return cls(
-            url=url or None,
-            key=env.get("EMQX_API_KEY", "").strip(),
-            secret=env.get("EMQX_API_SECRET", "").strip(),
-            timeout_seconds=env_float(env, "EMQX_API_TIMEOUT_SECONDS", 5.0, minimum=0.001),
-        )
 
 
 class ConnectedClients:
@@ -67,7 +25,7 @@ class ConnectedClients:
 
     def __init__(
         self,
-        settings: EmqxClientsSettings,
+        settings: EmqxApiSettings,
         *,
         timeout_cap: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,

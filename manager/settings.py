@@ -8,9 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manager.bootstrap_keys import BootstrapKey, load_bootstrap_file
-from manager.emqx_clients import EmqxClientsSettings
 from tenants.errors import ConfigError
-from tenants.settings import Environ, env_bool, env_float, env_int, env_str, parse_addr
+from tenants.settings import (
+    EmqxApiSettings,
+    Environ,
+    env_bool,
+    env_float,
+    env_int,
+    env_str,
+    parse_addr,
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -37,7 +44,7 @@ class ManagerSettings:
     max_ttl_seconds: int = 2592000  # the latest expiry an expiry change may set, from creation
     auth_failure_rate: int = 10  # failed authentications per IP per minute; 0 = unlimited
     max_credentials: int = 20  # scoped credentials per instance (MAX_CREDENTIALS_PER_INSTANCE)
-    emqx: EmqxClientsSettings = field(default_factory=EmqxClientsSettings)
+    emqx: EmqxApiSettings = field(default_factory=EmqxApiSettings)
 
     @classmethod
     def from_environ(cls, environ: Environ | None = None) -> ManagerSettings:
@@ -75,7 +82,7 @@ class ManagerSettings:
             max_ttl_seconds=max_ttl,
             auth_failure_rate=env_int(env, "AUTH_FAILURE_RATE", 10),
             max_credentials=_max_credentials(env),
-            emqx=EmqxClientsSettings.from_environ(env),
+            emqx=EmqxApiSettings.from_environ(env),
         )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tenants.errors import ConfigError
 
@@ -92,3 +93,53 @@ def _in_cluster_namespace() -> str:
         return path.read_text().strip() or "default"
     except OSError:
         return "default"
+
+
+EMQX_API_PREFIX = "/api/v5"
+
+
+@dataclass(frozen=True)
+class EmqxApiSettings:
+    """Where EMQX's REST API is and the API key to use (HTTP Basic).
+
+    The ExHook kicks sessions and removes namespaces through it; the manager only reads
+    client counts. EMQX_API_URL unset: neither calls EMQX."""
+
+    url: str | None = None  # EMQX_API_URL, e.g. http://emqx-dashboard:18083
+    key: str = ""  # EMQX_API_KEY
+    secret: str = field(default="", repr=False)  # EMQX_API_SECRET
+    timeout_seconds: float = 5.0  # EMQX_API_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.url is None:
+            return
+        parts = urlsplit(self.url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(f"EMQX_API_URL must be an http(s) URL, got {self.url!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError("EMQX_API_URL must not carry credentials; use EMQX_API_KEY/SECRET")
+        if parts.query or parts.fragment:
+            raise ConfigError("EMQX_API_URL must not have a query or fragment")
+        if not self.key or not self.secret:
+            raise ConfigError("EMQX_API_URL needs EMQX_API_KEY and EMQX_API_SECRET")
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+    @property
+    def base_url(self) -> str:
+        """The `/api/v5` root, whether or not EMQX_API_URL already ends with it."""
+        root = (self.url or "").rstrip("/")
+        return root if root.endswith(EMQX_API_PREFIX) else root + EMQX_API_PREFIX
+
+    @classmethod
+    def from_environ(cls, environ: Environ | None = None) -> EmqxApiSettings:
+        env = os.environ if environ is None else environ
+        url = env.get("EMQX_API_URL", "").strip()
+        return cls(
+            url=url or None,
+            key=env.get("EMQX_API_KEY", "").strip(),
+            secret=env.get("EMQX_API_SECRET", "").strip(),
+            timeout_seconds=env_float(env, "EMQX_API_TIMEOUT_SECONDS", 5.0, minimum=0.001),
+        )

@@ -10,7 +10,6 @@ import pytest
 from exhook.emqx_api import (
     CLIENT_PAGE_SIZE,
     NS_PAGE_SIZE,
-    EmqxApiSettings,
     EmqxAuthError,
     EmqxRequestError,
     EmqxTimeout,
@@ -19,6 +18,7 @@ from exhook.emqx_api import (
     Outcome,
 )
 from tenants.errors import ConfigError
+from tenants.settings import EmqxApiSettings
 from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
 
 KEY, SECRET = "zero-exhook", "Sup3r-Secret-Value-42"

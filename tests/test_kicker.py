@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exhook.emqx_api import EmqxApiSettings, EmqxClient, HttpxEmqxApi
+from exhook.emqx_api import EmqxClient, HttpxEmqxApi
 from exhook.kicker import (
     JobKind,
     Kicker,
@@ -26,6 +26,7 @@ from tenants.errors import InvalidRecord
 from tenants.index import TenantIndex
 from tenants.local_store import LocalStore
 from tenants.record import Tenant
+from tenants.settings import EmqxApiSettings
 from tests.conftest import make_credential, make_tenant
 from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
 

@@ -12,12 +12,13 @@ from datetime import timedelta
 
 import pytest
 
-from exhook.emqx_api import EmqxApiSettings, HttpxEmqxApi
+from exhook.emqx_api import HttpxEmqxApi
 from exhook.lifecycle import Lifecycle, LifecycleSettings
 from tenants.hashing import hash_password
 from tenants.index import IndexSync, TenantIndex
 from tenants.operations import modify, remove_credential
 from tenants.record import Tenant
+from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
 from tests.conftest import make_credential, make_tenant
 from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api

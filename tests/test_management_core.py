@@ -12,7 +12,7 @@ import pytest
 
 from manager.api_keys import VerifiedCache
 from manager.auth import FailureLimiter, parse_basic, role_allows
-from manager.emqx_clients import ConnectedClients, EmqxClientsSettings
+from manager.emqx_clients import ConnectedClients
 from manager.instances import BadRequest
 from manager.rate_limit import RateLimiter
 from manager.settings import ManagerSettings
@@ -29,6 +29,7 @@ from tenants.operations import (
     set_paused,
 )
 from tenants.record import Tenant
+from tenants.settings import EmqxApiSettings
 from tests.manager_client import BASE_ENV
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -223,14 +224,14 @@ async def test_client_count_tolerates_anything() -> None:
         assert request.url.params["username"] == "emqx-0000000000000001"
         return next(answers)
 
-    settings = EmqxClientsSettings("http://emqx:18083", "k", "s")
+    settings = EmqxApiSettings("http://emqx:18083", "k", "s")
     clients = ConnectedClients(settings, transport=httpx.MockTransport(handler))
     try:
         got = [await clients.count("emqx-0000000000000001") for _ in range(5)]
     finally:
         await clients.aclose()
     assert got == [3, None, None, None, None]
-    assert await ConnectedClients(EmqxClientsSettings()).count("x") is None
+    assert await ConnectedClients(EmqxApiSettings()).count("x") is None
 
 
 def test_settings() -> None:
@@ -244,6 +245,6 @@ def test_settings() -> None:
     with pytest.raises(ConfigError, match="EMQX_API_KEY"):
         ManagerSettings.from_environ({**BASE_ENV, "EMQX_API_URL": "http://emqx:18083"})
     with pytest.raises(ConfigError, match="http"):
-        EmqxClientsSettings("ftp://emqx", "k", "s")
-    secret = EmqxClientsSettings("http://emqx:18083/api/v5/", "k", "hidden-secret")
+        EmqxApiSettings("ftp://emqx", "k", "s")
+    secret = EmqxApiSettings("http://emqx:18083/api/v5/", "k", "hidden-secret")
     assert secret.base_url == "http://emqx:18083/api/v5" and "hidden-secret" not in repr(secret)

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from exhook.emqx_api import EmqxApiSettings, HttpxEmqxApi
+from exhook.emqx_api import HttpxEmqxApi
 from exhook.kicker import JobKind, Kicker
 from exhook.reconciler import Reconciler, plan_reconcile
 from tenants.index import IndexSync, TenantIndex
+from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
 from tests.conftest import make_credential, make_tenant
 from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from exhook.emqx_api import EmqxApiSettings, HttpxEmqxApi
+from exhook.emqx_api import HttpxEmqxApi
 from exhook.lifecycle import Lifecycle, LifecycleSettings
 from exhook.server import Attachment, ExhookRuntime
 from exhook.settings import UnknownUserAction
 from tenants.credentials import SCOPED_USERNAME_RE
+from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
 from tests.emqx_harness import ALLOW, DENY, IGNORE, FakeEmqx, eventually, running_exhook
 from tests.fakes.emqx_api import FakeEmqxApi, running_emqx_api

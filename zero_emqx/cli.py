@@ -41,13 +41,13 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 async def serve(run_manager: bool, run_exhook: bool) -> None:
     """Read every setting first (so a bad one stops us before anything listens), then run."""
-    from exhook.emqx_api import EmqxApiSettings
     from exhook.lifecycle import LifecycleSettings
     from exhook.main import serve as serve_exhook
     from exhook.settings import ExhookSettings
     from manager.main import serve as serve_manager
     from manager.main import with_ip_hash_key
     from manager.settings import ManagerSettings
+    from tenants.settings import EmqxApiSettings
 
     store_settings = StoreSettings.from_environ()
     manager_settings = (
