@@ -94,7 +94,8 @@ async def embedded(data: Path) -> tuple[float, float, int, int]:
 
 
 async def kubernetes(url: str) -> tuple[float, float, int]:
-    from tenants.kubernetes_store import KubernetesStore, kubernetes_api_client
+    from tenants.kubernetes_api import kubernetes_api_client
+    from tenants.kubernetes_store import KubernetesStore
 
     store = KubernetesStore(kubernetes_api_client(url), "zero")
     try:

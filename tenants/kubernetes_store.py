@@ -6,8 +6,9 @@ thread pool with a deadline, so the event loop never blocks. Responses are read 
 never reach our code, and Secrets stay plain dicts that `secret_format` checks.
 urllib3 retries are off (each would restart the deadline; callers retry anyway).
 
-A watch is one streaming request read on its own thread; closing the stream from
-the loop shuts the socket's read side down, which wakes the blocked read at once.
+A watch is one streaming request read on its own thread (tenants.kubernetes_watch);
+client construction and the mapping of API failures to store errors live in
+tenants.kubernetes_api.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import threading
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from functools import partial
@@ -25,65 +24,25 @@ from typing import Any
 
 import urllib3.exceptions as u3
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from tenants.credentials import is_instance_id
 from tenants.errors import (
-    AlreadyExists,
     Conflict,
     InvalidRecord,
     NotFound,
     StoreError,
-    StoreForbidden,
-    StoreTimeout,
     StoreUnavailable,
     WatchExpired,
 )
+from tenants.kubernetes_api import Json, map_error, status_error
+from tenants.kubernetes_watch import WatchStream, watch_event
 from tenants.record import Tenant
 from tenants.secret_format import LABEL_SELECTOR, secret_to_tenant, tenant_to_secret
 from tenants.store import Change, ChangeType, Listing
 
 log = logging.getLogger(__name__)
 
-Json = dict[str, Any]
 _LIST_RESTARTS = 3
-
-
-def load_api_client(kubeconfig: str | None = None, *, context: str | None = None) -> k8s.ApiClient:
-    """An ApiClient from the pod's service account, or else from KUBECONFIG / ~/.kube/config."""
-    configuration = k8s.Configuration()
-    # kubernetes.config is untyped: the two loaders are the only calls into it.
-    load_incluster: Any = k8s_config.load_incluster_config
-    load_kubeconfig: Any = k8s_config.load_kube_config
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        load_incluster(client_configuration=configuration)
-    else:
-        load_kubeconfig(
-            config_file=kubeconfig,
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
-    return _api_client(configuration)
-
-
-def kubernetes_api_client(
-    host: str, *, token: str | None = None, ca_cert_file: str | None = None
-) -> k8s.ApiClient:
-    """An ApiClient for the API server at `host` (a URL): optional bearer token and CA."""
-    configuration = k8s.Configuration(host=host, ssl_ca_cert=ca_cert_file)
-    if token is not None:
-        configuration.api_key = {"authorization": token}
-        configuration.api_key_prefix = {"authorization": "Bearer"}
-    return _api_client(configuration)
-
-
-def _api_client(configuration: k8s.Configuration) -> k8s.ApiClient:
-    # No urllib3 retries: each would restart the deadline, and callers retry anyway.
-    configuration.retries = False
-    # TCP keepalive as client-go does, so a silently dropped watch is noticed.
-    configuration.keep_alive = True
-    return k8s.ApiClient(configuration)
 
 
 class KubernetesStore:
@@ -108,7 +67,7 @@ class KubernetesStore:
         self._watch_timeout = watch_timeout_seconds
         self._watch_idle = watch_idle_seconds
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="kube-store")
-        self._streams: set[_WatchStream] = set()
+        self._streams: set[WatchStream] = set()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -167,13 +126,13 @@ class KubernetesStore:
         current = revision
         while not self._closed:
             started, changes = loop.time(), 0
-            stream = _WatchStream(loop, partial(self._open_watch, current))
+            stream = WatchStream(loop, partial(self._open_watch, current))
             self._streams.add(stream)
             try:
                 async for event in stream:
-                    kind, obj = _watch_event(event)
+                    kind, obj = watch_event(event)
                     if kind == "ERROR":
-                        raise _status_error(obj, "watch", self.namespace)
+                        raise status_error(obj, "watch", self.namespace)
                     current = _revision_of(obj) or current
                     if kind in ChangeType.__members__:
                         changes += 1
@@ -183,7 +142,7 @@ class KubernetesStore:
                     # The stream broke (API server restart, idle timeout): pick up where it was.
                     log.info("tenant Secret watch dropped (%s): watching again", type(exc).__name__)
                 else:
-                    mapped = _map_error(exc, "watch", self.namespace)
+                    mapped = map_error(exc, "watch", self.namespace)
                     if mapped is exc:
                         raise
                     raise mapped from None
@@ -287,157 +246,12 @@ class KubernetesStore:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, run)
         except Exception as exc:
-            mapped = _map_error(exc, verb, self.namespace, name)
+            mapped = map_error(exc, verb, self.namespace, name)
             if mapped is exc:
                 raise
             raise mapped from None
 
 
-class _WatchStream:
-    """One watch response read line by line on its own thread; events handed to the loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, open_stream: Callable[[], Any]) -> None:
-        self.opened = False  # set before the first event is handed over
-        self._loop = loop
-        self._open = open_stream
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._done = loop.create_future()
-        self._lock = threading.Lock()
-        self._response: Any = None
-        self._closing = False
-        threading.Thread(target=self._run, name="kube-watch", daemon=True).start()
-
-    def __aiter__(self) -> _WatchStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        kind, payload = await self._queue.get()
-        if kind == "event":
-            return payload
-        if kind == "error":
-            raise payload
-        raise StopAsyncIteration
-
-    async def close(self) -> None:
-        """Wake the reading thread (socket read side shut down) and wait a moment for it."""
-        with self._lock:
-            self._closing = True
-            response = self._response
-            if response is not None:
-                with suppress(Exception):
-                    response.shutdown()
-        self._queue.put_nowait(("end", None))
-        await asyncio.wait([self._done], timeout=2.0)
-
-    def _run(self) -> None:
-        clean = False
-        try:
-            response = self._open()
-            with self._lock:
-                self._response = response
-                if self._closing:
-                    return
-            self.opened = True
-            pending = b""
-            for chunk in _chunks(response):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in filter(None, (raw.strip() for raw in lines)):
-                    self._hand_over("event", json.loads(line))
-            clean = True
-            self._hand_over("end", None)
-        except BaseException as exc:  # handed to the loop, never raised on this thread
-            self._hand_over("error", exc)
-        finally:
-            with self._lock:
-                response, self._response = self._response, None
-            with suppress(Exception):
-                if response is not None and clean:
-                    response.release_conn()
-                elif response is not None:
-                    response.close()
-            self._call_soon(self._done.set_result, None)
-
-    def _hand_over(self, kind: str, payload: Any) -> None:
-        if not self._closing:
-            self._call_soon(self._queue.put_nowait, (kind, payload))
-
-    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        with suppress(RuntimeError):  # the loop is closed: nobody is listening any more
-            self._loop.call_soon_threadsafe(fn, *args)
-
-
-def _chunks(response: Any) -> Iterator[bytes]:
-    if response.chunked and response.supports_chunked_reads():
-        yield from response.read_chunked(decode_content=True)
-        return
-    while chunk := response.read1(65536):
-        yield chunk
-
-
-def _watch_event(event: Any) -> tuple[str, Json]:
-    if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
-        raise StoreUnavailable("the Kubernetes API sent a watch event that is not an object")
-    return str(event.get("type", "")), event["object"]
-
-
 def _revision_of(obj: Json) -> str:
     metadata = obj.get("metadata")
     return str(metadata.get("resourceVersion") or "") if isinstance(metadata, dict) else ""
-
-
-def _map_error(
-    exc: BaseException, verb: str, namespace: str, name: str | None = None
-) -> BaseException:
-    """The StoreError for a client failure; `exc` itself when it is not one we know."""
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, k8s.ApiException):
-        try:
-            body = json.loads(exc.body or "")
-        except (TypeError, ValueError):
-            body = None
-        if not isinstance(body, dict) or body.get("kind") != "Status":
-            body = {"code": exc.status, "reason": exc.reason}
-        body["code"] = exc.status
-        return _status_error(body, verb, namespace, name)
-    where = f"'{verb}' on secrets in namespace {namespace}"
-    if isinstance(exc, u3.MaxRetryError) and exc.reason is not None:
-        return _map_error(exc.reason, verb, namespace, name)
-    if isinstance(exc, u3.NewConnectionError):
-        return StoreUnavailable(f"Kubernetes API unreachable for {where}: connection failed")
-    if isinstance(exc, (u3.TimeoutError, TimeoutError)):
-        return StoreTimeout(f"Kubernetes API did not answer {where} in time")
-    if isinstance(exc, (u3.HTTPError, OSError, json.JSONDecodeError)):
-        return StoreUnavailable(f"Kubernetes API failed {where}: {type(exc).__name__}")
-    if isinstance(exc, (ValueError, TypeError)):
-        # The client's own argument checks (pydantic): their text can quote the Secret.
-        return StoreError(f"the kubernetes client refused {where}: {type(exc).__name__}")
-    return exc
-
-
-def _status_error(status: Json, verb: str, namespace: str, name: str | None = None) -> StoreError:
-    """The StoreError for a Kubernetes Status (an HTTP error or a watch ERROR event)."""
-    code = status.get("code")
-    reason = str(status.get("reason") or "")
-    message = str(status.get("message") or "")[:300]
-    target = f"secret {name!r}" if name else "secrets"
-    where = f"'{verb}' on {target} in namespace {namespace}"
-    if not code:  # the client's own failure before any answer (TLS, for one)
-        return StoreUnavailable(f"Kubernetes API failed {where}: {reason[:200]}")
-    if code in (401, 403):
-        hint = "grant the verb in the Role" if code == 403 else "check the credentials"
-        error = StoreForbidden(f"Kubernetes API refused {where} ({code}): {hint}. {message}")
-        log.error("%s", error)
-        return error
-    if code == 404:
-        return NotFound(f"Kubernetes API found no {target} for {where}")
-    if code == 409:
-        if reason == "AlreadyExists":
-            return AlreadyExists(f"{target} already exists in namespace {namespace}")
-        return Conflict(f"{target} changed since it was read ({where})")
-    if code == 410:
-        return WatchExpired(f"{where}: resource version expired ({reason or 'Gone'})")
-    if isinstance(code, int) and (code >= 500 or code == 429):
-        return StoreUnavailable(f"Kubernetes API failed {where} ({code} {reason})")
-    return StoreError(f"Kubernetes API rejected {where} ({code} {reason}): {message}")

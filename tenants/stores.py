@@ -10,7 +10,8 @@ from tenants.store import TenantStore
 
 def open_store(settings: StoreSettings) -> TenantStore:
     if settings.kind == "kubernetes":
-        from tenants.kubernetes_store import KubernetesStore, load_api_client
+        from tenants.kubernetes_api import load_api_client
+        from tenants.kubernetes_store import KubernetesStore
 
         return KubernetesStore(
             load_api_client(),

@@ -26,7 +26,8 @@ from tenants.errors import (
     StoreUnavailable,
     WatchExpired,
 )
-from tenants.kubernetes_store import KubernetesStore, kubernetes_api_client
+from tenants.kubernetes_api import kubernetes_api_client
+from tenants.kubernetes_store import KubernetesStore
 from tenants.secret_format import PAUSED_ANNOTATION, TENANT_LABEL, tenant_to_secret
 from tenants.store import Change, ChangeType
 from tests.conftest import make_tenant

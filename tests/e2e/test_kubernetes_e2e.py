@@ -14,7 +14,8 @@ from dataclasses import replace
 
 import pytest
 
-from tenants.kubernetes_store import KubernetesStore, load_api_client
+from tenants.kubernetes_api import load_api_client
+from tenants.kubernetes_store import KubernetesStore
 from tenants.store import Change, ChangeType
 from tests.conftest import make_tenant
 

@@ -38,7 +38,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tenants.kubernetes_store import KubernetesStore, kubernetes_api_client
+from tenants.kubernetes_api import kubernetes_api_client
+from tenants.kubernetes_store import KubernetesStore
 
 Obj = dict[str, Any]
 
