@@ -182,3 +182,43 @@ async def test_commands_on_either_store(store: TenantStore) -> None:
     assert not verify_password(rotated.password_hash, minted.password)
     assert await instances_command(parse("instances", "delete", iid), store, out=out) == 0
     assert await store.get(iid) is None
+
+
+async def test_show_lists_scoped_credentials_without_hashes(
+    seeded: list[Tenant], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from tenants.record import ScopedCredential
+
+    active = seeded[0]
+    reader = ScopedCredential(
+        cred_id="0a1b2c3d",
+        label="dashboard",
+        password_hash=active.password_hash,
+        allow_publish=False,
+        allow_subscribe=True,
+        created_at=active.created_at,
+    )
+    store = LocalStore(tmp_path / "data")
+    try:
+        await store.update(replace(active, credentials=(reader,)))
+    finally:
+        await store.close()
+
+    assert await cli("instances", "show", active.instance_id) == 0
+    text = capsys.readouterr().out
+    assert "credentials: 1" in text
+    assert f"{active.instance_id}.0a1b2c3d  dashboard  publish=no  subscribe=yes" in text
+    assert await cli("instances", "show", active.instance_id, "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["credentials"] == [
+        {
+            "username": f"{active.instance_id}.0a1b2c3d",
+            "label": "dashboard",
+            "allow_publish": False,
+            "allow_subscribe": True,
+            "created_at": shown["created_at"],
+        }
+    ]
+    assert "argon2" not in text and "argon2" not in json.dumps(shown)

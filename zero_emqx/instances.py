@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from manager.views import credential_view
 from tenants.credentials import is_instance_id
 from tenants.errors import ConfigError, NotFound, StoreError
 from tenants.local_store import DB_NAME
@@ -43,7 +44,7 @@ def add_instances_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
     listing = sub.add_parser("list", help="every instance: id, state, created, expires, tag")
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     for name, help_text in (
-        ("show", "one instance: id, state, created, expires, tag"),
+        ("show", "one instance: id, state, created, expires, tag, scoped credentials"),
         ("delete", "delete one instance (its sessions are kicked)"),
         ("pause", "refuse the instance's connections and kick its sessions"),
         ("resume", "admit a paused instance again"),
@@ -145,11 +146,20 @@ async def _one(
         tenant = await store.get(instance_id)
         if tenant is None:
             raise NotFound(instance_id)
-        row = json_rows(rows_for([tenant], now))[0]
+        row: dict[str, Any] = json_rows(rows_for([tenant], now))[0]
+        scoped = [credential_view(tenant, c) for c in tenant.credentials]
         if args.json:
-            print(json.dumps(row, indent=2), file=out)
+            print(json.dumps({**row, "credentials": scoped}, indent=2), file=out)
         else:
-            print("\n".join(f"{key}: {value}" for key, value in row.items()), file=out)
+            lines = [f"{key}: {value}" for key, value in row.items()]
+            lines.append(f"credentials: {len(scoped)}")
+            lines += [
+                f"  {c['username']}  {c['label']}"
+                f"  publish={'yes' if c['allow_publish'] else 'no'}"
+                f"  subscribe={'yes' if c['allow_subscribe'] else 'no'}"
+                for c in scoped
+            ]
+            print("\n".join(lines), file=out)
     elif command in {"pause", "resume"}:
         await modify(store, instance_id, set_paused(command == "pause", now))
         print(f"{'paused' if command == 'pause' else 'resumed'} {instance_id}", file=out)
