@@ -7,23 +7,18 @@ of their change log: nothing watches API keys, each request reads the row it nee
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 from tenants.api_keys import ApiKey, Role, is_api_key_name
-from tenants.errors import AlreadyExists, InvalidRecord, StoreTimeout, StoreUnavailable
+from tenants.errors import AlreadyExists, InvalidRecord
 from tenants.hashing import is_phc_argon2
 from tenants.record import format_time, parse_time
+from tenants.sqlite_db import SqliteDb
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -74,40 +69,10 @@ class LocalApiKeyStore:
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
         self.path = path
-        self._busy_timeout = busy_timeout
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-api-keys")
-        self._conn: sqlite3.Connection | None = None
+        self._db = SqliteDb(path, _SCHEMA, busy_timeout=busy_timeout, thread_name="local-api-keys")
 
     def __repr__(self) -> str:
         return f"LocalApiKeyStore({str(self.path)!r})"
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
-        return self._conn
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            conn = self._connect()
-            try:
-                return fn(conn)
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise StoreTimeout(f"local store busy: {exc}") from None
-                raise StoreUnavailable(f"local store failed: {exc}") from None
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def create(self, key: ApiKey) -> ApiKey:
         record = encode_api_key(key)
@@ -122,7 +87,7 @@ class LocalApiKeyStore:
                 raise AlreadyExists(f"api key {key.name} exists") from None
             return ApiKey(key.name, key.role, key.secret_hash, key.created_at, str(cur.rowcount))
 
-        return await self._run(op)
+        return await self._db.run(op)
 
     async def get(self, name: str) -> ApiKey | None:
         def op(conn: sqlite3.Connection) -> ApiKey | None:
@@ -137,7 +102,7 @@ class LocalApiKeyStore:
                 log.warning("api key unreadable, treating it as absent: %s", exc)
                 return None
 
-        return await self._run(op)
+        return await self._db.run(op)
 
     async def list(self) -> tuple[ApiKey, ...]:
         def op(conn: sqlite3.Connection) -> tuple[ApiKey, ...]:
@@ -150,20 +115,14 @@ class LocalApiKeyStore:
                     log.warning("skipping unreadable api key: %s", exc)
             return tuple(keys)
 
-        return await self._run(op)
+        return await self._db.run(op)
 
     async def delete(self, name: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             cur = conn.execute("DELETE FROM api_keys WHERE name = ?", (name,))
             return cur.rowcount > 0
 
-        return await self._run(op)
+        return await self._db.run(op)
 
     async def close(self) -> None:
-        def op() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, op)
-        self._executor.shutdown(wait=True)
+        await self._db.close()

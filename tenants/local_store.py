@@ -14,12 +14,10 @@ import builtins
 import functools
 import json
 import logging
-import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tenants.credential_format import credential_fields, credential_from_fields
 from tenants.credentials import is_instance_id
@@ -28,16 +26,14 @@ from tenants.errors import (
     Conflict,
     InvalidRecord,
     NotFound,
-    StoreTimeout,
-    StoreUnavailable,
     WatchExpired,
 )
 from tenants.hashing import is_phc_argon2
 from tenants.record import ScopedCredential, Tenant, format_time, in_order, parse_time
+from tenants.sqlite_db import SqliteDb
 from tenants.store import Change, ChangeType, Listing
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 DB_NAME = "tenants.sqlite3"
 _SCHEMA = """
@@ -139,50 +135,14 @@ class LocalStore:
         self.path = data_dir / DB_NAME
         self._poll_interval = poll_interval
         self._retain = retain_changes
-        self._busy_timeout = busy_timeout
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-store")
-        self._conn: sqlite3.Connection | None = None
+        self._db = SqliteDb(
+            self.path, _SCHEMA, busy_timeout=busy_timeout, thread_name="local-store"
+        )
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.path)!r})"
 
     # -- plumbing ---------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
-        return self._conn
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            conn = self._connect()
-            try:
-                return fn(conn)
-            except sqlite3.OperationalError as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise StoreTimeout(f"local store busy: {exc}") from None
-                raise StoreUnavailable(f"local store failed: {exc}") from None
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, call)
 
     def _append(
         self, conn: sqlite3.Connection, kind: ChangeType, instance_id: str, record: str | None
@@ -221,7 +181,7 @@ class LocalStore:
             conn.execute("COMMIT")
             return tenant.with_revision(str(revision))
 
-        return await self._run(op)
+        return await self._db.run(op)
 
     async def get(self, instance_id: str) -> Tenant | None:
         def op(conn: sqlite3.Connection) -> Tenant | None:
@@ -230,7 +190,7 @@ class LocalStore:
             ).fetchone()
             return None if row is None else decode_record(instance_id, row[1], row[0])
 
-        return await self._run(op)
+        return await self._db.run(op)
 
     async def list(self) -> Listing:
         def op(conn: sqlite3.Connection) -> Listing:
@@ -246,7 +206,7 @@ class LocalStore:
                     log.warning("skipping unreadable tenant record: %s", exc)
             return Listing(tuple(tenants), str(revision))
 
-        return await self._run(op)
+        return await self._db.run(op)
 
     async def update(self, tenant: Tenant) -> Tenant:
         record = encode_record(tenant)
@@ -270,7 +230,7 @@ class LocalStore:
             conn.execute("COMMIT")
             return tenant.with_revision(str(revision))
 
-        return await self._run(op)
+        return await self._db.run(op)
 
     async def delete(self, instance_id: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
@@ -286,7 +246,7 @@ class LocalStore:
             conn.execute("COMMIT")
             return True
 
-        return await self._run(op)
+        return await self._db.run(op)
 
     async def watch(self, revision: str) -> AsyncIterator[Change]:
         try:
@@ -294,7 +254,7 @@ class LocalStore:
         except ValueError:
             raise WatchExpired(f"not a local store revision: {revision!r}") from None
         while True:
-            rows = await self._run(functools.partial(self._changes_after, since=since))
+            rows = await self._db.run(functools.partial(self._changes_after, since=since))
             for rev, kind, instance_id, record in rows:
                 since = rev
                 yield _to_change(ChangeType(kind), instance_id, record, rev)
@@ -324,16 +284,10 @@ class LocalStore:
         return max(int(row[0] or 0), int(compacted))
 
     async def ping(self) -> None:
-        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+        await self._db.run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
-        def op() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, op)
-        self._executor.shutdown(wait=True)
+        await self._db.close()
 
 
 def _to_change(kind: ChangeType, instance_id: str, record: str | None, revision: int) -> Change:
