@@ -18,7 +18,6 @@ expired and deleted tenants, but their live sessions are not ended.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Coroutine, Mapping
@@ -36,6 +35,7 @@ from tenants.index import IndexSync, TenantIndex
 from tenants.record import Tenant
 from tenants.settings import env_float, env_int
 from tenants.store import TenantStore
+from tenants.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +166,7 @@ class Lifecycle:
     ) -> None:
         self._active = False
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         if self.pending_jobs:
             log.info("%d kick job(s) left for the next start's reconcile", self.pending_jobs)
 

@@ -29,6 +29,7 @@ from exhook.verifier import Verifier, VerifyFn
 from tenants.hashing import verify_password
 from tenants.index import IndexSync, TenantIndex
 from tenants.store import TenantStore
+from tenants.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class ExhookRuntime:
             await self.grpc.start()
             stack.push_async_callback(self._stop_grpc, self.grpc)
             ready_task = asyncio.create_task(self._announce_ready(), name="exhook-readiness")
-            stack.push_async_callback(_cancel, ready_task)
+            stack.push_async_callback(cancel_and_wait, ready_task)
             stack.callback(self._begin_shutdown)
             log.info(
                 "exhook listening: gRPC %s:%d (%s), HTTP %s:%d",
@@ -259,9 +260,3 @@ class ExhookRuntime:
         if self.grpc is not None:
             await self.grpc.set_serving(True)
         log.info("tenant index synced (%d tenants): serving", len(self.index))
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

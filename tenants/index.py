@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from types import TracebackType
 from tenants.errors import StoreError, WatchExpired
 from tenants.record import Tenant
 from tenants.store import Change, ChangeType, Listing, TenantStore
+from tenants.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +157,7 @@ class IndexSync:
         tb: TracebackType | None,
     ) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def wait_synced(self, timeout: float | None = None) -> bool:
