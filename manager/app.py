@@ -26,6 +26,7 @@ from manager.openapi import add_openapi_route
 from manager.rate_limit import retry_after_header
 from manager.self_service import add_self_service_routes
 from manager.settings import ManagerSettings
+from manager.skill import add_skill_route
 from tenants.errors import (
     StoreError,
     StoreForbidden,
@@ -80,19 +81,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _created_body(settings: ManagerSettings, created: Created) -> dict[str, Any]:
-    tenant, host = created.tenant, settings.public_host
+    tenant = created.tenant
     return {
         "instance_id": tenant.instance_id,
-        "mqtts": {
-            "host": host,
-            "port": settings.mqtts_port,
-            "uri": f"mqtts://{host}:{settings.mqtts_port}",
-        },
-        "wss": {
-            "host": host,
-            "port": settings.wss_port,
-            "uri": f"wss://{host}:{settings.wss_port}{settings.wss_path}",
-        },
+        **settings.endpoints.body(),
         "credentials": {"username": tenant.instance_id, "password": created.password},
         "expires_at": format_time(tenant.expires_at),
     }
@@ -152,6 +144,7 @@ def create_app(
     app.router.add_post("/v1/instances", create_instance)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_skill_route(app, settings)
     add_self_service_routes(app)
     if context.keys is not None:
         add_management_routes(app)

@@ -226,6 +226,19 @@ def _paths() -> Schema:
                 security=[],
             )
         },
+        "/SKILL.md": {
+            "get": _op(
+                "This deployment described for an AI agent: endpoint, request, response, "
+                "lifecycle, errors, health and connection examples with its real values",
+                {
+                    "200": {
+                        "description": "the skill document (YAML front matter, then Markdown)",
+                        "content": {"text/markdown": {"schema": {"type": "string"}}},
+                    }
+                },
+                security=[],
+            )
+        },
         own: {
             "parameters": [ID_PARAM],
             "get": _op(

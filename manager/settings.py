@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manager.bootstrap_keys import BootstrapKey, load_bootstrap_file
+from manager.endpoints import Endpoints, parse_base_url, parse_wss_scheme
 from tenants.errors import ConfigError
 from tenants.settings import (
     EmqxApiSettings,
@@ -45,6 +46,14 @@ class ManagerSettings:
     auth_failure_rate: int = 10  # failed authentications per IP per minute; 0 = unlimited
     max_credentials: int = 20  # scoped credentials per instance (MAX_CREDENTIALS_PER_INSTANCE)
     emqx: EmqxApiSettings = field(default_factory=EmqxApiSettings)
+    public_base_url: str = "http://localhost:8080"  # where callers reach this manager
+    wss_scheme: str = "wss"  # WSS_SCHEME=ws only for a local broker without TLS
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(
+            self.public_host, self.mqtts_port, self.wss_port, self.wss_path, self.wss_scheme
+        )
 
     @classmethod
     def from_environ(cls, environ: Environ | None = None) -> ManagerSettings:
@@ -62,10 +71,12 @@ class ManagerSettings:
         max_ttl = env_int(env, "MAX_TTL_SECONDS", 2592000, minimum=1)
         if max_ttl < ttl:
             raise ConfigError(f"MAX_TTL_SECONDS ({max_ttl}) must be >= TTL_SECONDS ({ttl})")
+        public_host = env_str(env, "PUBLIC_HOST", "localhost")
+        base_url = env_str(env, "PUBLIC_BASE_URL", f"http://{public_host}:{port}")
         return cls(
             host=host,
             port=port,
-            public_host=env_str(env, "PUBLIC_HOST", "localhost"),
+            public_host=public_host,
             mqtts_port=_port(env, "MQTTS_PORT", 8883),
             wss_port=_port(env, "WSS_PORT", 8084),
             wss_path=wss_path,
@@ -83,6 +94,8 @@ class ManagerSettings:
             auth_failure_rate=env_int(env, "AUTH_FAILURE_RATE", 10),
             max_credentials=_max_credentials(env),
             emqx=EmqxApiSettings.from_environ(env),
+            public_base_url=parse_base_url(base_url),
+            wss_scheme=parse_wss_scheme(env_str(env, "WSS_SCHEME", "wss")),
         )
 
 

@@ -1,0 +1,132 @@
+"""`GET /SKILL.md`: the agent skill document, rendered for this deployment.
+
+`render_skill` is pure: the settings and the package version in, Markdown out. The
+template (manager/templates/skill.md) holds `{{name}}` placeholders; every one must be
+filled, so a template and this module cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.resources
+import json
+import re
+
+from aiohttp import web
+
+from manager.settings import ManagerSettings
+from manager.snippets import Snippet, connection_snippets
+
+PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+PACKAGE = "zero-emqx"
+
+
+@functools.cache
+def template(name: str) -> str:
+    return (importlib.resources.files("manager") / "templates" / name).read_text("utf-8")
+
+
+def package_version() -> str:
+    return importlib.metadata.version(PACKAGE)
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    """Replace every `{{name}}`; a placeholder without a value is a bug (KeyError)."""
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def duration(seconds: float) -> str:
+    """`604800` -> `7 days`; the largest unit that divides it, else seconds."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} seconds"
+
+
+def _limit(value: int, what: str) -> str:
+    return f"{value} {what}" if value else f"no limit on {what}"
+
+
+def limit_rows(settings: ManagerSettings) -> tuple[tuple[str, str], ...]:
+    """What a caller may do, as (limit, value) rows: SKILL.md and the console show them."""
+    s = settings
+    return (
+        ("lifetime of an instance", f"{duration(s.ttl_seconds)} ({s.ttl_seconds} s)"),
+        ("creations per address", _limit(s.per_ip_rate, "per minute")),
+        ("live instances per address", _limit(s.per_ip_max_live, "at once")),
+        ("live instances in the service", _limit(s.max_live_instances, "at once")),
+        ("request body", f"{s.max_body_bytes} bytes"),
+        ("failed logins per address", _limit(s.auth_failure_rate, "per minute")),
+    )
+
+
+def _snippet_block(snippet: Snippet) -> str:
+    return f"### {snippet.title}\n\n```{snippet.language}\n{snippet.text}\n```"
+
+
+def _table(rows: tuple[tuple[str, str], ...]) -> str:
+    lines = ["| limit | value |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def _per(value: int, text: str) -> str:
+    return text.format(value) if value else "no limit"
+
+
+def render_skill(settings: ManagerSettings, version: str) -> str:
+    e = settings.endpoints
+    ttl = duration(settings.ttl_seconds)
+    description = (
+        f"Get a disposable, isolated MQTT namespace on {e.host} with one HTTP call and no"
+        f" account: MQTTS and WebSocket endpoints, a username and a password, valid for {ttl}."
+        " Use it when you need a working MQTT broker now: tests, demos, prototypes, agents"
+        " talking to each other."
+    )
+    compatibility = (
+        "Any HTTP client to create an instance; any MQTT 3.1.1 or 5 client to use it, over"
+        f" TLS ({e.mqtts_uri}) or WebSocket ({e.wss_uri})."
+    )
+    values = {
+        # JSON strings are YAML double-quoted scalars: the front matter always parses.
+        "description": json.dumps(description),
+        "compatibility": json.dumps(compatibility),
+        "version_yaml": json.dumps(version),
+        "base_url": settings.public_base_url,
+        "host": e.host,
+        "mqtts_port": str(e.mqtts_port),
+        "mqtts_uri": e.mqtts_uri,
+        "wss_port": str(e.wss_port),
+        "wss_path": e.wss_path,
+        "wss_uri": e.wss_uri,
+        "ttl": ttl,
+        "max_body_bytes": str(settings.max_body_bytes),
+        "per_ip_rate": _per(settings.per_ip_rate, "more than {} a minute"),
+        "per_ip_max_live": _per(settings.per_ip_max_live, "{} live instances"),
+        "max_live": _per(settings.max_live_instances, "{} live instances"),
+        "deadline": f"{settings.request_deadline_seconds:g} s",
+        "auth_failure_rate": _per(settings.auth_failure_rate, "{} a minute"),
+        "snippets": "\n\n".join(_snippet_block(s) for s in connection_snippets(e)),
+        "limits": _table(limit_rows(settings)),
+    }
+    return fill(template("skill.md"), values)
+
+
+SKILL: web.AppKey[str] = web.AppKey("skill", str)
+
+
+async def get_skill(request: web.Request) -> web.Response:
+    return web.Response(
+        text=request.app[SKILL],
+        content_type="text/markdown",
+        charset="utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+def add_skill_route(app: web.Application, settings: ManagerSettings) -> None:
+    """Rendered once: the settings are read once and never change while we run."""
+    app[SKILL] = render_skill(settings, package_version())
+    app.router.add_get("/SKILL.md", get_skill)
