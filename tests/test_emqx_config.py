@@ -33,6 +33,7 @@ from tenants.credentials import (
     new_instance_id,
     scoped_username,
 )
+from tenants.quotas import DEFAULT_QUOTAS, emqx_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "emqx-config"
@@ -96,19 +97,30 @@ _COMMON: dict[str, Any] = {
     "dashboard.listeners.http.bind": API_BIND,
 }
 
+# The quotas: tenants/quotas.py's defaults, the outbound limits on 6.1.2+ only (the keys
+# and the versions that have them: tests/test_quotas.py).
+QUOTAS_61 = emqx_settings(DEFAULT_QUOTAS, outbound=True)
+QUOTAS_60 = emqx_settings(DEFAULT_QUOTAS, outbound=False)
+
 EXPECTED_61: dict[str, Any] = {
     **_COMMON,
+    **QUOTAS_61,
     "mqtt.namespace_as_mountpoint": True,  # 6.1.0+
     "authorization.include_mountpoint": True,  # 6.1.0+
 }
 EXPECTED_60: dict[str, Any] = {
     **_COMMON,
+    **QUOTAS_60,
     **{
         f"listeners.{kind}.default.mountpoint": MOUNTPOINT_60
         for kind in ("tcp", "ws", "ssl", "wss")
     },
 }
-KEYS_ONLY_IN_61 = {"mqtt.namespace_as_mountpoint", "authorization.include_mountpoint"}
+KEYS_ONLY_IN_61 = {
+    "mqtt.namespace_as_mountpoint",
+    "authorization.include_mountpoint",
+    *(QUOTAS_61.keys() - QUOTAS_60.keys()),
+}
 
 
 @dataclass(frozen=True)
