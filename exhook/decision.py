@@ -2,11 +2,16 @@
 
 No I/O, no clock, no gRPC: every input is a parameter, every output a frozen value.
 
-Two usernames name an instance: its id (the owner, every right) and
-`<instance id>.<cred id>` (a scoped credential: its own password, publish and/or
-subscribe). EMQX's namespace is the first 21 characters of the username, so any other
-username starting with an instance id would land in that instance's namespace: such a
-username is never ignored (whatever UNKNOWN_USER_ACTION says) but denied.
+The hook registers `client.authenticate` only: which topics a client may use is decided
+inside EMQX by its file authorization source (emqx-config/acl.conf), from the username,
+so no PUBLISH or SUBSCRIBE waits for us. Two usernames name an instance: its id (the
+owner, every right) and `<instance id>.<r><7 hex>` (a scoped credential: its own
+password, and the rights its letter `r` names, which must be exactly the record's).
+EMQX's namespace is the first 21 characters of the username, so any other username
+starting with an instance id would land in that instance's namespace: such a username
+is never ignored (whatever UNKNOWN_USER_ACTION says) but denied.
+
+The username is parsed once, at the edge, into a `Username` (None: not one of ours).
 
 Authentication runs in two steps so that timing says nothing about the user:
 `plan_authenticate` either answers at once (decisions that do not depend on which
@@ -18,19 +23,24 @@ verify says. `conclude` turns the verify's outcome into the answer.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from tenants.credentials import PASSWORD_LENGTH, claims_a_namespace, parse_username
+from tenants.credentials import (
+    PASSWORD_LENGTH,
+    Rights,
+    Username,
+    claims_a_namespace,
+    rights_of,
+)
 from tenants.hashing import DECOY_HASH
 from tenants.record import ScopedCredential, Tenant
 
 AUTHENTICATE = "client.authenticate"
-AUTHORIZE = "client.authorize"
-HOOKS = (AUTHENTICATE, AUTHORIZE)
-"""The only hooks we register: each registered hook is a blocking round trip for EMQX."""
+HOOKS = (AUTHENTICATE,)
+"""The only hook we register: a registered hook is a blocking round trip for EMQX, and
+this one is paid once per CONNECT, never per message."""
 
 
 class Verdict(StrEnum):
@@ -53,9 +63,10 @@ class Reason(StrEnum):
     BAD_PASSWORD_FORMAT = "bad_password_format"  # noqa: S105 - a reason, not a secret
     WRONG_PASSWORD = "wrong_password"  # noqa: S105
     OVERLOADED = "overloaded"
-    BAD_MOUNTPOINT = "bad_mountpoint"
-    OUTSIDE_NAMESPACE = "outside_namespace"
-    NOT_PERMITTED = "not_permitted"  # a scoped credential without that right
+    RIGHTS_MISMATCH = "rights_mismatch"  # the username's rights letter is not the record's
+    LEGACY_CREDENTIAL = "legacy_credential"  # an 8-hex id from before rights letters
+    BAD_SETTINGS = "bad_settings"  # EMQX's effective settings would not isolate the tenant
+    BAD_REQUEST = "bad_request"  # a request protobuf could not decode (invalid UTF-8)
     INTERNAL_ERROR = "internal_error"
 
 
@@ -77,11 +88,6 @@ def deny(reason: Reason) -> Decision:
     return Decision(Verdict.DENY, reason)
 
 
-class Action(StrEnum):
-    PUBLISH = "publish"
-    SUBSCRIBE = "subscribe"
-
-
 @dataclass(frozen=True, slots=True)
 class VerifyPlan:
     """Verify the password against `password_hash`; deny with `failure` if it is set.
@@ -98,17 +104,6 @@ class VerifyPlan:
         return self.failure is None and self.tenant is not None
 
 
-def is_ours(username: str) -> bool:
-    """One of the two exact forms: an instance id, or `<instance id>.<cred id>`."""
-    return parse_username(username) is not None
-
-
-def instance_of(username: str) -> str | None:
-    """The instance id a username of ours names (the index's key), else None."""
-    parsed = parse_username(username)
-    return None if parsed is None else parsed[0]
-
-
 def not_ours(username: str, ignore_unknown: bool) -> Decision:
     """The answer for a username in neither form: a username in one of our namespaces is
     always denied; anything else is ignored when the operator asked for it."""
@@ -117,14 +112,26 @@ def not_ours(username: str, ignore_unknown: bool) -> Decision:
     return Decision(Verdict.IGNORE if ignore_unknown else Verdict.DENY, Reason.NOT_OURS)
 
 
-def credential_of(tenant: Tenant, cred_id: str | None) -> ScopedCredential | None:
-    return None if cred_id is None else tenant.credential(cred_id)
-
-
-def client_id_fits(instance_id: str, clientid: str) -> bool:
-    """EMQX's `clientid_override = concat([tns, '-', clientid])` makes `<id>-<own id>`."""
-    prefix = instance_id + "-"
+def client_id_fits(username: str, clientid: str) -> bool:
+    """EMQX's `clientid_override = concat([username, '-', clientid])` makes
+    `<username>-<own id>`: each username has a client-id space of its own, so no
+    credential can take over or resume another username's session."""
+    prefix = username + "-"
     return len(clientid) > len(prefix) and clientid.startswith(prefix)
+
+
+def credential_problem(cred_id: str, credential: ScopedCredential | None) -> Reason | None:
+    """Why the scoped username with `cred_id` may not use this record entry (None: it
+    may). The rights letter in the username is what EMQX's ACL enforces, so it must name
+    exactly the record's rights; a legacy id names none."""
+    if credential is None:
+        return Reason.NO_SUCH_CREDENTIAL
+    rights = rights_of(cred_id)
+    if rights is None:
+        return Reason.LEGACY_CREDENTIAL
+    if rights is not Rights.of(credential.allow_publish, credential.allow_subscribe):
+        return Reason.RIGHTS_MISMATCH
+    return None
 
 
 def tenant_problem(tenant: Tenant | None, now: datetime) -> Reason | None:
@@ -139,6 +146,7 @@ def tenant_problem(tenant: Tenant | None, now: datetime) -> Reason | None:
 
 
 def plan_authenticate(
+    user: Username | None,
     username: str,
     password: str,
     clientid: str,
@@ -148,26 +156,26 @@ def plan_authenticate(
     now: datetime,
     ignore_unknown: bool,
 ) -> Decision | VerifyPlan:
-    """The first step of `client.authenticate`; `tenant` is the index's entry for the
-    instance the username names (`instance_of(username)`)."""
+    """The first step of `client.authenticate`: `user` is `username` parsed (None: not
+    one of ours), `tenant` the index's entry for `user.instance_id`."""
     if not synced:
         return deny(Reason.NOT_SYNCED)
-    parsed = parse_username(username)
-    if parsed is None:
+    if user is None:
         return not_ours(username, ignore_unknown)
     if len(password) != PASSWORD_LENGTH:  # empty, truncated or huge: says nothing of the user
         return deny(Reason.BAD_PASSWORD_FORMAT)
-    instance_id, cred_id = parsed
     problem = tenant_problem(tenant, now)
-    if problem is not None or tenant is None or tenant.instance_id != instance_id:
+    if problem is not None or tenant is None or tenant.instance_id != user.instance_id:
         return VerifyPlan(DECOY_HASH, problem or Reason.NO_SUCH_TENANT, None)
-    credential = credential_of(tenant, cred_id)
-    if cred_id is not None and credential is None:
-        return VerifyPlan(DECOY_HASH, Reason.NO_SUCH_CREDENTIAL, None, cred_id)
-    if not client_id_fits(instance_id, clientid):
+    credential = None if user.cred_id is None else tenant.credential(user.cred_id)
+    if user.cred_id is not None:
+        wrong = credential_problem(user.cred_id, credential)
+        if wrong is not None:
+            return VerifyPlan(DECOY_HASH, wrong, None, user.cred_id)
+    if not client_id_fits(user.text, clientid):
         return VerifyPlan(DECOY_HASH, Reason.BAD_CLIENT_ID, None)
     password_hash = tenant.password_hash if credential is None else credential.password_hash
-    return VerifyPlan(password_hash, None, tenant, cred_id)
+    return VerifyPlan(password_hash, None, tenant, user.cred_id)
 
 
 def conclude(plan: VerifyPlan, matched: bool, *, current: Tenant | None, now: datetime) -> Decision:
@@ -185,75 +193,10 @@ def conclude(plan: VerifyPlan, matched: bool, *, current: Tenant | None, now: da
         stored = current.password_hash
     else:
         credential = current.credential(plan.cred_id)
-        if credential is None:
-            return deny(Reason.NO_SUCH_CREDENTIAL)
+        wrong = credential_problem(plan.cred_id, credential)
+        if wrong is not None or credential is None:
+            return deny(wrong or Reason.NO_SUCH_CREDENTIAL)
         stored = credential.password_hash
     if stored != plan.password_hash:
         return deny(Reason.WRONG_PASSWORD)
     return allow()
-
-
-_VERSION_RE = re.compile(r"^[ve]?(\d+)\.(\d+)")
-
-
-def parse_version(version: str) -> tuple[int, int] | None:
-    """(major, minor) of `RequestMeta.version` such as "6.1.0", "e6.0.1", "v5.8.9"."""
-    match = _VERSION_RE.match(version.strip())
-    return None if match is None else (int(match[1]), int(match[2]))
-
-
-def topics_arrive_mounted(version: str) -> bool:
-    """EMQX 6.1+ with `authorization.include_mountpoint = true` (our emqx-config) shows the
-    hook `<mountpoint><topic>`; earlier versions show the client's topic, mounted afterwards.
-    An unknown version gets the stricter 6.1+ rule."""
-    parsed = parse_version(version)
-    return parsed is None or parsed >= (6, 1)
-
-
-def decide_authorize(
-    username: str,
-    mountpoint: str,
-    topic: str,
-    version: str,
-    *,
-    synced: bool,
-    tenant: Tenant | None,
-    now: datetime,
-    ignore_unknown: bool,
-    action: Action | None,
-) -> Decision:
-    """`client.authorize`: a live tenant, its namespace mountpoint, a topic inside it, and
-    for a scoped credential the right to `action` (None: an action we do not know, which
-    only the instance's own username may take)."""
-    if not synced:
-        return deny(Reason.NOT_SYNCED)
-    parsed = parse_username(username)
-    if parsed is None:
-        return not_ours(username, ignore_unknown)
-    instance_id, cred_id = parsed
-    problem = tenant_problem(tenant, now)
-    if problem is not None or tenant is None or tenant.instance_id != instance_id:
-        return deny(problem or Reason.NO_SUCH_TENANT)
-    credential = credential_of(tenant, cred_id)
-    if cred_id is not None and credential is None:
-        return deny(Reason.NO_SUCH_CREDENTIAL)
-    namespace = instance_id + "/"
-    if mountpoint != namespace:
-        return deny(Reason.BAD_MOUNTPOINT)
-    if not topic:
-        return deny(Reason.OUTSIDE_NAMESPACE)
-    if topics_arrive_mounted(version) and not (
-        topic.startswith(namespace) and len(topic) > len(namespace)
-    ):
-        return deny(Reason.OUTSIDE_NAMESPACE)
-    if credential is not None and not may(credential, action):
-        return deny(Reason.NOT_PERMITTED)
-    return allow()
-
-
-def may(credential: ScopedCredential, action: Action | None) -> bool:
-    if action is Action.PUBLISH:
-        return credential.allow_publish
-    if action is Action.SUBSCRIBE:
-        return credential.allow_subscribe
-    return False

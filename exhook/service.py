@@ -1,9 +1,12 @@
 """The `emqx.exhook.v3.HookProvider` servicer: wire <-> domain, nothing else.
 
-Every authenticate/authorize answer is explicit: `STOP_AND_RETURN` with `bool_result`
+It registers `client.authenticate` only (topics are EMQX's file ACL's to decide, in
+process). Every authenticate answer is explicit: `STOP_AND_RETURN` with `bool_result`
 set, or `IGNORE` only for usernames that are not ours when the operator asked for it.
 The proto3 default `ValuedResponse()` would be read by EMQX as "ignore", which admits
-everyone when the authn chain is empty.
+everyone when the authn chain is empty. A request protobuf cannot decode (a string
+field that is not UTF-8) is denied explicitly too, not answered with an RPC error.
+The username is parsed once here, into a `Username`, and that value is passed on.
 """
 
 from __future__ import annotations
@@ -16,22 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from exhook.decision import (
     AUTHENTICATE,
-    AUTHORIZE,
     HOOKS,
-    Action,
     Decision,
     Reason,
     Verdict,
     VerifyPlan,
     conclude,
-    decide_authorize,
     deny,
-    instance_of,
-    is_ours,
     plan_authenticate,
 )
 from exhook.lookup import StoreLookup
@@ -39,6 +37,7 @@ from exhook.observability import ExhookMetrics
 from exhook.settings import ExhookSettings, UnknownUserAction
 from exhook.verifier import Overloaded, Verifier
 from exhook.wire import exhook_pb2 as pb
+from tenants.credentials import Username
 from tenants.index import TenantIndex
 from tenants.record import Tenant
 
@@ -54,10 +53,6 @@ _ALLOW = pb.ValuedResponse(type=pb.ValuedResponse.STOP_AND_RETURN, bool_result=T
 _DENY = pb.ValuedResponse(type=pb.ValuedResponse.STOP_AND_RETURN, bool_result=False)
 _CACHED = Decision(Verdict.ALLOW, Reason.CACHED)
 _UNSEEN = frozenset({Reason.NO_SUCH_TENANT, Reason.NO_SUCH_CREDENTIAL})
-_ACTIONS = {
-    pb.ClientAuthorizeRequest.PUBLISH: Action.PUBLISH,
-    pb.ClientAuthorizeRequest.SUBSCRIBE: Action.SUBSCRIBE,
-}
 SERVICE_NAME = "emqx.exhook.v3.HookProvider"
 OVERLOAD_LOG_INTERVAL = 10.0  # seconds
 
@@ -73,9 +68,31 @@ def valued(decision: Decision) -> pb.ValuedResponse:
     return _ALLOW if decision.verdict is Verdict.ALLOW else _DENY
 
 
-def loggable_user(username: str) -> str:
+def loggable_user(user: Username | None, username: str) -> str:
     """Our usernames are not secret; anything else might be a mistyped password."""
-    return username if is_ours(username) else f"<not an instance id, {len(username)} chars>"
+    return user.text if user is not None else f"<not an instance id, {len(username)} chars>"
+
+
+class Undecodable:
+    """A request protobuf refused to decode (a string field that is not valid UTF-8)."""
+
+    __slots__ = ()
+
+
+UNDECODABLE = Undecodable()
+
+
+def lenient(message: type[Message]) -> Callable[[bytes], Message | Undecodable]:
+    """A request deserializer that returns UNDECODABLE instead of raising, so that the
+    handler can answer it (an explicit deny) rather than gRPC failing the call."""
+
+    def decode(data: bytes) -> Message | Undecodable:
+        try:
+            return message.FromString(data)
+        except DecodeError:
+            return UNDECODABLE
+
+    return decode
 
 
 class HookProvider:
@@ -117,84 +134,57 @@ class HookProvider:
         return pb.LoadedResponse(hooks=[pb.HookSpec(name=name) for name in HOOKS])
 
     async def OnClientAuthenticate(
-        self, request: pb.ClientAuthenticateRequest, context: Context
+        self, request: pb.ClientAuthenticateRequest | Undecodable, context: Context
     ) -> pb.ValuedResponse:
         started = time.perf_counter()
+        if isinstance(request, Undecodable):
+            log.warning("authenticate request with a field that is not valid UTF-8: denied")
+            self._done(AUTHENTICATE, deny(Reason.BAD_REQUEST), started, None, "")
+            return _DENY
         info = request.clientinfo
+        user = Username.parse(info.username)
         try:
             decision = await self._authenticate(
-                info.username, info.password, info.clientid, context
+                user, info.username, info.password, info.clientid, context
             )
         except Exception:
-            log.exception("authenticate failed for %s", loggable_user(info.username))
+            log.exception("authenticate failed for %s", loggable_user(user, info.username))
             decision = deny(Reason.INTERNAL_ERROR)
-        self._done(AUTHENTICATE, decision, started, info.username)
+        self._done(AUTHENTICATE, decision, started, user, info.username)
         return valued(decision)
 
-    async def OnClientAuthorize(
-        self, request: pb.ClientAuthorizeRequest, context: Context
-    ) -> pb.ValuedResponse:
-        started = time.perf_counter()
-        info = request.clientinfo
-        try:
-            instance_id = instance_of(info.username)
-            tenant = self._index.get(instance_id) if instance_id is not None else None
-            lookup = self._lookup
-            if instance_id and lookup is not None and self._unseen(tenant, info.username):
-                # Admitted before the watch brought the record (or the credential) here.
-                tenant = await lookup.get(instance_id) or tenant
-            decision = decide_authorize(
-                info.username,
-                info.mountpoint,
-                request.topic,
-                request.meta.version,
-                synced=self._index.synced,
-                tenant=tenant,
-                now=self._clock(),
-                ignore_unknown=self._ignore_unknown,
-                action=_ACTIONS.get(request.type),
-            )
-        except Exception:
-            log.exception("authorize failed for %s", loggable_user(info.username))
-            decision = deny(Reason.INTERNAL_ERROR)
-        self._done(AUTHORIZE, decision, started, info.username)
-        return valued(decision)
-
-    def _unseen(self, tenant: Tenant | None, username: str) -> bool:
-        """Whether the synced index lacks the record of a username of ours (`tenant` is
-        its entry) or, for `<instance id>.<cred id>`, the credential."""
+    def _unseen(self, tenant: Tenant | None, user: Username) -> bool:
+        """Whether the synced index lacks the record of `user` (`tenant` is its entry) or,
+        for a scoped username, the credential."""
         if self._lookup is None or not self._index.synced:
             return False
         if tenant is None:
             return True
-        if username == tenant.instance_id:
-            return False
-        return tenant.credential(username[len(tenant.instance_id) + 1 :]) is None
+        return user.cred_id is not None and tenant.credential(user.cred_id) is None
 
     async def _authenticate(
-        self, username: str, password: str, clientid: str, context: Context
+        self, user: Username | None, username: str, password: str, clientid: str, context: Context
     ) -> Decision:
-        instance_id = instance_of(username)
         plan = plan_authenticate(
+            user,
             username,
             password,
             clientid,
             synced=self._index.synced,
-            tenant=self._index.get(instance_id) if instance_id is not None else None,
+            tenant=self._index.get(user.instance_id) if user is not None else None,
             now=self._clock(),
             ignore_unknown=self._ignore_unknown,
         )
         if isinstance(plan, Decision):
             return plan
-        if plan.failure in _UNSEEN and self._lookup is not None and instance_id is not None:
-            return await self._authenticate_unseen(
-                username, instance_id, password, clientid, plan, context
-            )
+        assert user is not None  # only our usernames get a plan
+        if plan.failure in _UNSEEN and self._lookup is not None:
+            return await self._authenticate_unseen(user, password, clientid, plan, context)
         if (
             plan.tenant is not None
             and plan.cacheable
             and self._verifier.cached(
-                plan.tenant, password, username=username, password_hash=plan.password_hash
+                plan.tenant, password, username=user.text, password_hash=plan.password_hash
             )
         ):
             return _CACHED
@@ -204,12 +194,11 @@ class HookProvider:
             )
         except Overloaded:
             return deny(Reason.OVERLOADED)
-        return self._settle(plan, matched, username, password)
+        return self._settle(plan, matched, user, password)
 
     async def _authenticate_unseen(
         self,
-        username: str,
-        instance_id: str,
+        user: Username,
         password: str,
         clientid: str,
         plan: VerifyPlan,
@@ -219,6 +208,7 @@ class HookProvider:
         the store while the decoy verify runs (so this takes as long as a known tenant),
         and if the record is there after all (created a moment ago), verify against it."""
         assert self._lookup is not None
+        instance_id = user.instance_id
         try:
             decoy, found = await asyncio.gather(
                 self._verifier.verify(plan.password_hash, password, budget=self._budget(context)),
@@ -226,10 +216,11 @@ class HookProvider:
             )
         except Overloaded:
             return deny(Reason.OVERLOADED)
-        if found is None or not self._unseen(self._index.get(instance_id), username):
-            return self._settle(plan, decoy, username, password)
+        if found is None or not self._unseen(self._index.get(instance_id), user):
+            return self._settle(plan, decoy, user, password)
         fresh = plan_authenticate(
-            username,
+            user,
+            user.text,
             password,
             clientid,
             synced=True,
@@ -240,7 +231,7 @@ class HookProvider:
         if isinstance(fresh, Decision):
             return fresh
         if fresh.failure is not None:  # not there either: one verify (the decoy) is enough
-            return self._settle(plan, decoy, username, password)
+            return self._settle(plan, decoy, user, password)
         try:
             matched = await self._verifier.verify(
                 fresh.password_hash, password, budget=self._budget(context)
@@ -249,14 +240,14 @@ class HookProvider:
             return deny(Reason.OVERLOADED)
         # Judge by the index if the watch has caught up meanwhile, else by what was read.
         indexed = self._index.get(instance_id)
-        current = found if indexed is None or self._unseen(indexed, username) else indexed
-        return self._settle(fresh, matched, username, password, current=current)
+        current = found if indexed is None or self._unseen(indexed, user) else indexed
+        return self._settle(fresh, matched, user, password, current=current)
 
     def _settle(
         self,
         plan: VerifyPlan,
         matched: bool,
-        username: str,
+        user: Username,
         password: str,
         current: Tenant | None = None,
     ) -> Decision:
@@ -266,7 +257,7 @@ class HookProvider:
         decision = conclude(plan, matched, current=current, now=self._clock())
         if decision.allowed and current is not None:
             self._verifier.remember(
-                current, password, username=username, password_hash=plan.password_hash
+                current, password, username=user.text, password_hash=plan.password_hash
             )
         return decision
 
@@ -278,7 +269,14 @@ class HookProvider:
             return self._queue_timeout
         return min(self._queue_timeout, remaining - self._margin)
 
-    def _done(self, hook: str, decision: Decision, started: float, username: str) -> None:
+    def _done(
+        self,
+        hook: str,
+        decision: Decision,
+        started: float,
+        user: Username | None,
+        username: str,
+    ) -> None:
         elapsed = time.perf_counter() - started
         observers = self._observers.get((hook, decision))
         if observers is None:  # what ExhookMetrics.observe records, its children kept
@@ -297,7 +295,7 @@ class HookProvider:
                 hook,
                 decision.verdict.value,
                 decision.reason.value,
-                loggable_user(username),
+                loggable_user(user, username),
                 elapsed * 1000,
             )
 
@@ -361,6 +359,11 @@ class HookProvider:
     async def OnSessionTerminated(self, request: Any, context: Context) -> pb.EmptySuccess:
         return _EMPTY
 
+    async def OnClientAuthorize(self, request: Any, context: Context) -> pb.ValuedResponse:
+        # EMQX's own authorizer (emqx_authz, priority 960) runs before any ExHook (100):
+        # were this called, no source matched, and ignoring leaves `no_match = deny`.
+        return _IGNORE
+
     async def OnMessagePublish(self, request: Any, context: Context) -> pb.ValuedResponse:
         return _IGNORE  # the message goes on unchanged
 
@@ -372,6 +375,10 @@ class HookProvider:
 
     async def OnMessageAcked(self, request: Any, context: Context) -> pb.EmptySuccess:
         return _EMPTY
+
+
+_LENIENT = frozenset({"OnClientAuthenticate", "OnClientAuthorize"})
+"""The calls whose answer admits or refuses: an undecodable request gets an answer."""
 
 
 def rpc_types() -> dict[str, tuple[type[Message], type[Message]]]:
@@ -389,7 +396,7 @@ def add_to_server(provider: HookProvider, server: grpc.aio.Server) -> None:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(provider, name),
-            request_deserializer=request.FromString,
+            request_deserializer=(lenient(request) if name in _LENIENT else request.FromString),
             response_serializer=response.SerializeToString,
         )
         for name, (request, response) in rpc_types().items()

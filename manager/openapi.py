@@ -103,7 +103,12 @@ def _schemas() -> Schema:
     }
     label = {"type": "string", "minLength": 1, "maxLength": TAG_MAX, "pattern": TAG_RE.pattern}
     credential = {
-        "username": {"type": "string", "pattern": SCOPED_USERNAME_RE.pattern},
+        "username": {
+            "type": "string",
+            "pattern": SCOPED_USERNAME_RE.pattern,
+            "description": "<instance_id>.<r><7 hex>: r is the rights letter, p publish"
+            " only, s subscribe only, x both (8 hex digits: a legacy credential, refused)",
+        },
         "label": label,
         "allow_publish": {"type": "boolean"},
         "allow_subscribe": {"type": "boolean"},
@@ -149,8 +154,16 @@ def _schemas() -> Schema:
         "ScopedCredentialRequest": _obj(
             {
                 "label": label,
-                "allow_publish": {"type": "boolean", "default": False},
-                "allow_subscribe": {"type": "boolean", "default": False},
+                "allow_publish": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "fixed at creation (the username's rights letter)",
+                },
+                "allow_subscribe": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "fixed at creation (the username's rights letter)",
+                },
             },
             ["label"],
         ),
@@ -312,8 +325,10 @@ def _paths() -> Schema:
                 **admin,
             ),
             "post": _op(
-                "A scoped credential: username <instance_id>.<8 hex>, the same namespace,"
-                " publish and/or subscribe rights; the password is shown once",
+                "A scoped credential: username <instance_id>.<r><7 hex>, the same"
+                " namespace, publish and/or subscribe rights fixed at creation (the letter r:"
+                " p publish only, s subscribe only, x both, enforced by EMQX's ACL); the"
+                " password is shown once",
                 {**_ok("created", "NewScopedCredential", "201"), **errors},
                 requestBody=credential_body,
                 **admin,

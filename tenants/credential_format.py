@@ -50,7 +50,7 @@ def is_valid_label(label: str) -> bool:
 def credential_from_fields(cred_id: str, data: object) -> ScopedCredential:
     """The credential `data` describes; ValueError names what is wrong."""
     if not is_credential_id(cred_id):
-        raise ValueError("the credential id is not 8 lowercase hex digits")
+        raise ValueError("the credential id is not a rights letter and 7 lowercase hex digits")
     if not isinstance(data, Mapping):
         raise ValueError("is not a JSON object")
     label = data.get("label")

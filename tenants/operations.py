@@ -22,7 +22,7 @@ from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
 from tenants.credential_format import is_valid_label
-from tenants.credentials import new_credential_id, new_password
+from tenants.credentials import Rights, new_credential_id, new_password
 from tenants.errors import Conflict, NotFound, ZeroEmqxError
 from tenants.hashing import hash_password
 from tenants.record import ScopedCredential, Tenant, format_time, in_order
@@ -200,12 +200,15 @@ async def create_credential(
     """A new scoped credential: (the stored record, the credential, its password, shown
     once). The request is checked first (CredentialRefused); hashing runs on `hasher`."""
     check_credential_request(label, allow_publish, allow_subscribe)
+    rights = Rights.of(allow_publish, allow_subscribe)
+    if rights is None:  # check_credential_request refused it already
+        raise CredentialRefused("at least one of allow_publish and allow_subscribe must be true")
     password = new_password()
     loop = asyncio.get_running_loop()
     password_hash = await loop.run_in_executor(hasher, hash_password, password)
     for _ in range(CREDENTIAL_ID_ATTEMPTS):
         credential = ScopedCredential(
-            cred_id=new_credential_id(),
+            cred_id=new_credential_id(rights),
             label=label,
             password_hash=password_hash,
             allow_publish=allow_publish,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tenants.credentials import new_credential_id, new_instance_id, new_password
+from tenants.credentials import Rights, new_credential_id, new_instance_id, new_password
 from tenants.hashing import hash_password
 from tenants.local_store import LocalStore
 from tenants.record import ScopedCredential, Tenant, utc_now
@@ -54,8 +54,10 @@ def make_credential(
     *, label: str = "device", allow_publish: bool = True, allow_subscribe: bool = False
 ) -> MintedCredential:
     password = new_password()
+    rights = Rights.of(allow_publish, allow_subscribe)
+    assert rights is not None, "a scoped credential has at least one right"
     credential = ScopedCredential(
-        cred_id=new_credential_id(),
+        cred_id=new_credential_id(rights),
         label=label,
         password_hash=hash_password(password),
         allow_publish=allow_publish,

@@ -7,14 +7,18 @@ answers the way EMQX reads them (§2.1): IGNORE, or a type without `bool_result`
 
 What EMQX does to the client's data before asking (our emqx-config):
 - `mqtt.client_attrs_init` sets `tns = substr(username, 0, 21)` (the instance id, also
-  for a scoped credential `<instance id>.<cred id>`);
-- `mqtt.clientid_override = concat([client_attrs.tns, '-', clientid])`, so the hook
-  sees `<tns>-<client's own id>`;
+  for a scoped credential `<instance id>.<r><7 hex>`);
+- `mqtt.clientid_override = concat([username, '-', clientid])`, so the hook sees
+  `<username>-<client's own id>`;
 - at `client.authenticate` the mountpoint is not resolved yet: `""` on 6.1+
-  (`namespace_as_mountpoint`), the raw listener template on 6.0;
-- at `client.authorize` it is `<tns>/`; the topic is the shared subscription's real
-  topic (`$share/g/t` -> `t`), `$delayed/<n>/t` -> `t`, and on 6.1+ with
-  `authorization.include_mountpoint = true` it is mounted: `<tns>/t`.
+  (`namespace_as_mountpoint`), the raw listener template on 6.0.
+
+A PUBLISH or SUBSCRIBE is decided the way EMQX decides it (`emqx_access_control.erl`
+`authorize/3`): our file ACL first (emqx-config/acl.conf on 6.1+ with the mounted topic
+`<tns>/t`, acl-6.0.conf on 6.0 with the client's topic; evaluated by tests/emqx_acl.py,
+the shared subscription's real topic `$share/g/t` -> `t`, `$delayed/<n>/t` -> `t`), the
+hook only if it registered `client.authorize` and no rule matched, and then
+`message.publish` only if registered. `calls` counts every RPC made to the hook.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -38,6 +43,8 @@ from exhook.verifier import VerifyFn
 from exhook.wire import exhook_pb2 as pb
 from tenants.hashing import verify_password
 from tenants.store import TenantStore
+from tests.emqx_acl import Action, Client, authorize, load_rules, match
+from tests.test_emqx_config import ACL_FILE_60, ACL_FILE_61
 
 SERVICE = "emqx.exhook.v3.HookProvider"
 LISTENER_TEMPLATE_60 = "${client_attrs.tns}/"  # 6.0's listener mountpoint, unrendered at authn
@@ -70,18 +77,25 @@ class Answer:
         return self.type == pb.ValuedResponse.STOP_AND_RETURN and self.value is not None
 
 
-def mounted_topic_for_authz(topic: str, tns: str, version: str) -> str:
-    """The topic EMQX passes to `client.authorize` for a client topic (see module doc)."""
+ACL_61 = load_rules(ACL_FILE_61)
+ACL_60 = load_rules(ACL_FILE_60)
+
+
+def real_topic(topic: str) -> str:
+    """The topic EMQX authorizes for a client topic: a shared subscription's real topic
+    (`emqx_channel.erl`), `$delayed/<n>/t` -> `t` (`emqx_access_control:authorize/3`)."""
     share = re.match(r"^\$(?:share/[^/]+|queue)/(.*)$", topic)
     if share:
         topic = share[1]
     delayed = re.match(r"^\$delayed/[^/]+/(.*)$", topic)
     if delayed:
         topic = delayed[1]
-    major_minor = re.match(r"^[ve]?(\d+)\.(\d+)", version)
-    if major_minor and (int(major_minor[1]), int(major_minor[2])) >= (6, 1):
-        return f"{tns}/{topic}"
     return topic
+
+
+def at_least_61(version: str) -> bool:
+    major_minor = re.match(r"^[ve]?(\d+)\.(\d+)", version)
+    return major_minor is None or (int(major_minor[1]), int(major_minor[2])) >= (6, 1)
 
 
 def tns_of(username: str) -> str:
@@ -108,6 +122,8 @@ class FakeEmqx:
     ) -> None:
         self.target = target
         self.version = version
+        self.calls: Counter[str] = Counter()  # RPCs made to the hook, by method
+        self.registered: frozenset[str] = frozenset()  # hook names from the last load()
         self.node = node
         self.request_timeout = request_timeout
         if root_certificates is None:
@@ -139,6 +155,7 @@ class FakeEmqx:
     async def call(
         self, method: str, request: Message, response_type: type[R], timeout: float | None = None
     ) -> R:
+        self.calls[method] += 1
         rpc = self.channel.unary_unary(
             f"/{SERVICE}/{method}",
             request_serializer=_serialize,
@@ -149,6 +166,7 @@ class FakeEmqx:
 
     async def call_raw(self, method: str, payload: bytes) -> bytes:
         """Send already-serialized bytes (for inputs a typed message cannot hold)."""
+        self.calls[method] += 1
         rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
         rpc = self.channel.unary_unary(f"/{SERVICE}/{method}")
         result: bytes = await rpc(payload, timeout=self.request_timeout)
@@ -163,7 +181,9 @@ class FakeEmqx:
             meta=self.meta(),
         )
         response = await self.call("OnProviderLoaded", request, pb.LoadedResponse)
-        return [hook.name for hook in response.hooks]
+        names = [hook.name for hook in response.hooks]
+        self.registered = frozenset(names)
+        return names
 
     async def authenticate_info(
         self, clientinfo: pb.ClientInfo, *, chain_result: bool = False, timeout: float | None = None
@@ -203,36 +223,65 @@ class FakeEmqx:
         timeout: float | None = None,
     ) -> Answer:
         """A CONNECT as EMQX asks about it: `override` applies clientid_override."""
-        clientid = f"{tns_of(username)}-{client_id}" if override else client_id
+        clientid = f"{username}-{client_id}" if override else client_id
         info = self.clientinfo(username, clientid, password=password)
         return await self.authenticate_info(info, timeout=timeout)
 
-    async def authorize(
+    def client(
+        self, username: str, client_id: str = "sensor-1", *, mountpoint: str | None = None
+    ) -> Client:
+        """The clientinfo EMQX's authorizer sees after authentication: tns, the client id
+        `<username>-<own id>`, the mountpoint `<tns>/` (or `mountpoint`; "" for none)."""
+        tns = tns_of(username)
+        mounted = f"{tns}/" if mountpoint is None else (mountpoint or None)
+        return Client(username, f"{username}-{client_id}", {"tns": tns}, mounted)
+
+    def acl(
         self,
         username: str,
         topic: str,
         *,
-        action: str = "publish",
-        client_id: str = "sensor-1",
+        action: Action = "publish",
         mountpoint: str | None = None,
         version: str | None = None,
-        raw_topic: bool = False,
-    ) -> Answer:
-        """A PUBLISH/SUBSCRIBE check for the client topic `topic`, shaped as EMQX shapes
-        it for `version` (`raw_topic` sends `topic` untouched)."""
-        version = self.version if version is None else version
-        tns = tns_of(username)
-        tns_mountpoint = f"{tns}/" if mountpoint is None else mountpoint
-        info = self.clientinfo(username, f"{tns}-{client_id}")
-        info.mountpoint = tns_mountpoint
-        shown = topic if raw_topic else mounted_topic_for_authz(topic, tns, version)
-        kind = pb.ClientAuthorizeRequest.PUBLISH
-        if action == "subscribe":
-            kind = pb.ClientAuthorizeRequest.SUBSCRIBE
-        request = pb.ClientAuthorizeRequest(
-            clientinfo=info, type=kind, topic=shown, result=False, meta=self.meta(version)
+    ) -> str:
+        """What EMQX's authorizer answers for a client topic with our emqx-config for
+        `version` (no_match = deny), without any hook."""
+        newer = at_least_61(self.version if version is None else version)
+        rules = ACL_61 if newer else ACL_60
+        found = authorize(
+            rules,
+            self.client(username, mountpoint=mountpoint),
+            action,
+            real_topic(topic),
+            include_mountpoint=newer,
         )
-        return Answer.of(await self.call("OnClientAuthorize", request, pb.ValuedResponse))
+        return ALLOW if found == "allow" else DENY
+
+    async def publish(self, username: str, topic: str, *, client_id: str = "sensor-1") -> str:
+        """A PUBLISH as EMQX handles it with the hooks registered at load(): the file ACL,
+        then `client.authorize` only when no rule matched and the hook registered it,
+        then `message.publish` only when registered. Returns the authorization verdict."""
+        newer = at_least_61(self.version)
+        client = self.client(username, client_id)
+        shown = real_topic(topic)
+        if newer and client.mountpoint is not None:
+            shown = client.mountpoint + shown
+        found = match(ACL_61 if newer else ACL_60, client, "publish", shown)
+        verdict = ALLOW if found == "allow" else DENY  # no_match = deny
+        if found == "nomatch" and "client.authorize" in self.registered:
+            info = self.clientinfo(username, client.clientid)
+            info.mountpoint = client.mountpoint or ""
+            request = pb.ClientAuthorizeRequest(
+                clientinfo=info, type=pb.ClientAuthorizeRequest.PUBLISH, topic=shown
+            )
+            answer = Answer.of(await self.call("OnClientAuthorize", request, pb.ValuedResponse))
+            verdict = ALLOW if answer.verdict == ALLOW else DENY
+        if verdict == ALLOW and "message.publish" in self.registered:
+            message = pb.Message(node=self.node, topic=shown, payload=b"x")
+            request_ = pb.MessagePublishRequest(message=message, meta=self.meta())
+            await self.call("OnMessagePublish", request_, pb.ValuedResponse)
+        return verdict
 
     async def health(self, service: str = "") -> int:
         stub = health_pb2_grpc.HealthStub(self.channel)

@@ -26,6 +26,9 @@ import pytest
 import yaml
 
 from tests.test_emqx_config import (
+    ACL_FILE_60,
+    ACL_FILE_61,
+    ACL_PATH,
     API_KEY_LINE_RE,
     API_KEY_ROLE,
     API_KEY_SCOPES,
@@ -502,12 +505,35 @@ def test_emqx_chart_values_match_emqx_config(path: Path, variant: Variant, tag: 
     assert set(env) | set(variant.env_only) == expected_names
 
 
+@pytest.mark.parametrize(
+    ("path", "item"),
+    [(EXAMPLE_VALUES[0][0], "acl.conf"), (EXAMPLE_VALUES[1][0], "acl-6.0.conf")],
+    ids=["6.1+", "6.0"],
+)
+def test_emqx_chart_values_mount_the_acl(helm: str, path: Path, item: str) -> None:
+    """The EMQX pods get the ACL of their version from this chart's ConfigMap, at the
+    path of authorization.sources; the ConfigMap holds emqx-config's files unchanged."""
+    values = yaml.safe_load(path.read_text())
+    _, volume = values["extraVolumes"]
+    _, mount = values["extraVolumeMounts"]
+    assert volume["configMap"]["name"] == f"{RELEASE}-emqx-acl"
+    (mounted,) = volume["configMap"]["items"]
+    assert mounted["key"] == item
+    assert mount["name"] == volume["name"] and mount["readOnly"] is True
+    assert f"{mount['mountPath']}/{mounted['path']}" == ACL_PATH
+    config_map = one(scenario(helm, "defaults"), "ConfigMap", f"{RELEASE}-emqx-acl")
+    assert config_map["data"]["acl.conf"] == ACL_FILE_61.read_text()
+    assert config_map["data"]["acl-6.0.conf"] == ACL_FILE_60.read_text()
+    for name in ("acl.conf", "acl-6.0.conf"):
+        assert (CHART / "files" / name).read_text() == (ROOT / "emqx-config" / name).read_text()
+
+
 @pytest.mark.parametrize(("path", "variant", "tag"), EXAMPLE_VALUES, ids=["6.1+", "6.0"])
 def test_emqx_chart_values_mount_the_api_key(path: Path, variant: Variant, tag: str) -> None:
     values = yaml.safe_load(path.read_text())
     assert values["fullnameOverride"] == "emqx"  # Service "emqx": emqx.apiUrl's host
-    (volume,) = values["extraVolumes"]
-    (mount,) = values["extraVolumeMounts"]
+    volume, _ = values["extraVolumes"]
+    mount, _ = values["extraVolumeMounts"]
     assert volume["secret"]["secretName"] == f"{RELEASE}-emqx-api"
     (item,) = volume["secret"]["items"]
     assert item["key"] == "api_keys"

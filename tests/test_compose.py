@@ -21,6 +21,8 @@ import pytest
 import yaml
 
 from tests.test_emqx_config import (
+    ACL_FILE_61,
+    ACL_PATH,
     API_BIND,
     API_KEY_LINE_RE,
     API_KEYS_FILE,
@@ -108,7 +110,7 @@ def test_emqx_runs_6_1_or_later_with_the_6_1_config() -> None:
 
 def test_emqx_loads_the_exhook_api_key() -> None:
     emqx, exhook = service(EMQX), service(EXHOOK)
-    (config,) = emqx["configs"]
+    config, _ = emqx["configs"]
     assert config["target"] == API_KEYS_FILE
     line = interpolate(compose()["configs"][config["source"]]["content"])
     match = API_KEY_LINE_RE.match(line)
@@ -117,6 +119,14 @@ def test_emqx_loads_the_exhook_api_key() -> None:
     assert match["key"] == environment["EMQX_API_KEY"]
     assert match["secret"] == interpolate(environment["EMQX_API_SECRET"])
     assert len(match["secret"]) >= 32
+
+
+def test_emqx_loads_the_acl_file() -> None:
+    """authorization.sources' path holds emqx-config/acl.conf (EMQX decides topics)."""
+    _, config = service(EMQX)["configs"]
+    assert config["target"] == ACL_PATH
+    assert ROOT / compose()["configs"][config["source"]]["file"] == ACL_FILE_61
+    assert VARIANT_61.expected["authorization.sources.1.path"] == ACL_PATH
 
 
 def test_exhook_is_where_emqx_looks() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 import tenants.operations as operations
 from manager.settings import ManagerSettings
+from tenants.credentials import Rights
 from tenants.errors import ConfigError, NotFound
 from tenants.hashing import verify_password
 from tenants.operations import (
@@ -65,10 +66,16 @@ async def test_create_credential_on_both_stores(
     store: TenantStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tenant = await store.create(make_tenant().tenant)
-    taken = make_credential().credential
+    taken = make_credential(allow_publish=False, allow_subscribe=True).credential
     await modify(store, tenant.instance_id, add_credential(taken, utc_now(), 20))
-    ids = iter([taken.cred_id, "0000beef", "0000cafe"])  # the first id minted collides
-    monkeypatch.setattr(operations, "new_credential_id", lambda: next(ids))
+    ids = iter([taken.cred_id, "s000beef", "s000cafe"])  # the first id minted collides
+    asked: list[Rights] = []
+
+    def mint(rights: Rights) -> str:
+        asked.append(rights)
+        return next(ids)
+
+    monkeypatch.setattr(operations, "new_credential_id", mint)
     stored, credential, password = await create_credential(
         store,
         tenant.instance_id,
@@ -78,8 +85,9 @@ async def test_create_credential_on_both_stores(
         now=utc_now(),
         max_credentials=20,
     )
-    assert credential.cred_id == "0000beef"
-    assert stored.credential("0000beef") == credential
+    assert credential.cred_id == "s000beef"
+    assert asked == [Rights.SUBSCRIBE, Rights.SUBSCRIBE]  # minted for the rights asked
+    assert stored.credential("s000beef") == credential
     assert verify_password(credential.password_hash, password)
     assert stored == await store.get(tenant.instance_id)
     # Rotating the instance's own password leaves the scoped credentials alone.

@@ -13,9 +13,13 @@ from typing import Any
 import pytest
 
 from tenants.credentials import (
+    Rights,
+    Username,
     claims_a_namespace,
+    is_credential_id,
     new_credential_id,
     parse_username,
+    rights_of,
     scoped_username,
 )
 from tenants.errors import InvalidRecord
@@ -32,7 +36,7 @@ HASH = (
 )
 ID = "emqx-3a7f9c2b1d4e5678"
 READER = ScopedCredential(
-    cred_id="0a1b2c3d",
+    cred_id="s0a1b2c3",
     label="dashboard",
     password_hash=HASH.replace("aGFz", "cmVh"),
     allow_publish=False,
@@ -40,7 +44,7 @@ READER = ScopedCredential(
     created_at=datetime(2025, 1, 2, tzinfo=UTC),
 )
 DEVICE = ScopedCredential(
-    cred_id="ffff0000",
+    cred_id="pfff0000",
     label="sensor.1",
     password_hash=HASH.replace("aGFz", "ZGV2"),
     allow_publish=True,
@@ -65,23 +69,53 @@ def _b64(text: str) -> str:
 # -- usernames --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("rights", list(Rights))
+def test_a_credential_id_starts_with_its_rights_letter(rights: Rights) -> None:
+    """`<r><7 hex>`: the letter is no hex digit, so the id never reads as another form."""
+    cred_id = new_credential_id(rights)
+    assert len(cred_id) == 8 and cred_id[0] == rights.value and int(cred_id[1:], 16) >= 0
+    assert rights_of(cred_id) is rights and is_credential_id(cred_id)
+    assert Rights.of(rights.publish, rights.subscribe) is rights
+    user = Username.parse(scoped_username(ID, cred_id))
+    assert user == Username(f"{ID}.{cred_id}", ID, cred_id) and user.rights is rights
+
+
+def test_rights_letters() -> None:
+    assert (Rights.PUBLISH.publish, Rights.PUBLISH.subscribe) == (True, False)
+    assert (Rights.SUBSCRIBE.publish, Rights.SUBSCRIBE.subscribe) == (False, True)
+    assert (Rights.BOTH.publish, Rights.BOTH.subscribe) == (True, True)
+    assert Rights.of(False, False) is None
+    assert {r.value for r in Rights}.isdisjoint("0123456789abcdef")
+
+
+def test_a_legacy_id_is_recognised_but_carries_no_rights() -> None:
+    """8 hex digits, from before rights letters: records holding one stay readable (the
+    credential can be listed and deleted), the hook refuses it."""
+    assert is_credential_id("0a1b2c3d") and rights_of("0a1b2c3d") is None
+    legacy = Username.parse(f"{ID}.0a1b2c3d")
+    assert legacy is not None and legacy.cred_id == "0a1b2c3d" and legacy.rights is None
+    owner = Username.parse(ID)
+    assert owner == Username(ID, ID) and owner.rights is None
+    for bad in ("a0a1b2c", "g0a1b2c3", "S0a1b2c3", "p0a1b2c", "p0a1b2c3d", "p0A1b2c3", ""):
+        assert not is_credential_id(bad) and rights_of(bad) is None, bad
+
+
 def test_usernames() -> None:
-    cred_id = new_credential_id()
-    assert len(cred_id) == 8 and int(cred_id, 16) >= 0
+    cred_id = new_credential_id(Rights.SUBSCRIBE)
     assert parse_username(ID) == (ID, None)
     assert parse_username(scoped_username(ID, cred_id)) == (ID, cred_id)
     for other in (
         f"{ID}.0A1B2C3D",
         f"{ID}.0a1b2c3",
-        f"{ID}.0a1b2c3d0",
-        f"{ID}-0a1b2c3d",
-        f"{ID}.0a1b2c3d\n",
+        f"{ID}.s0a1b2c30",
+        f"{ID}-s0a1b2c3",
+        f"{ID}.s0a1b2c3\n",
         f"{ID}zzz",
         "emqx-3a7f9c2b1d4e567",
         "",
     ):
         assert parse_username(other) is None, other
-    assert TENANT.usernames() == (ID, f"{ID}.0a1b2c3d", f"{ID}.ffff0000")
+    assert TENANT.usernames() == (ID, f"{ID}.s0a1b2c3", f"{ID}.pfff0000")
     assert claims_a_namespace(f"{ID}zzz") and claims_a_namespace(f"{ID}.x")
     assert not claims_a_namespace("alice") and not claims_a_namespace("emqx-3A7F9C2B1D4E5678")
     assert "password_hash" not in repr(READER) and HASH not in repr(TENANT)
@@ -92,8 +126,8 @@ def test_usernames() -> None:
 
 def test_the_secret_holds_one_data_key_per_credential() -> None:
     data = tenant_to_secret(TENANT, "zero")["data"]
-    assert set(data) == {"password-hash", "credential.0a1b2c3d", "credential.ffff0000"}
-    assert base64.b64decode(data["credential.0a1b2c3d"]).decode() == (
+    assert set(data) == {"password-hash", "credential.s0a1b2c3", "credential.pfff0000"}
+    assert base64.b64decode(data["credential.s0a1b2c3"]).decode() == (
         '{"label":"dashboard","password_hash":"' + READER.password_hash + '",'
         '"allow_publish":false,"allow_subscribe":true,"created_at":"2025-01-02T00:00:00Z"}'
     )
@@ -110,9 +144,9 @@ def test_secret_round_trip_in_canonical_order() -> None:
 
 def test_removing_a_data_key_revokes_that_credential() -> None:
     """What `kubectl patch secret ID --type=json -p '[{"op":"remove",
-    "path":"/data/credential.0a1b2c3d"}]'` leaves behind."""
+    "path":"/data/credential.s0a1b2c3"}]'` leaves behind."""
     secret = tenant_to_secret(TENANT, "zero")
-    del secret["data"]["credential.0a1b2c3d"]
+    del secret["data"]["credential.s0a1b2c3"]
     assert secret_to_tenant(secret).credentials == (DEVICE,)
 
 
@@ -130,19 +164,19 @@ def _entry(**changes: Any) -> str:
 
 _DROP = object()
 _BAD_SECRET_ENTRIES = [
-    ("credential.0a1b2c3d", "not base64!"),
-    ("credential.0a1b2c3d", _b64("{not json")),
-    ("credential.0a1b2c3d", _b64("[1, 2]")),
-    ("credential.0a1b2c3d", _entry(label=_DROP)),
-    ("credential.0a1b2c3d", _entry(label="")),
-    ("credential.0a1b2c3d", _entry(label="-bad-")),
-    ("credential.0a1b2c3d", _entry(password_hash="$2b$bcrypt")),
-    ("credential.0a1b2c3d", _entry(allow_publish="yes")),
-    ("credential.0a1b2c3d", _entry(allow_subscribe=_DROP)),
-    ("credential.0a1b2c3d", _entry(created_at="2025-01-02T00:00:00")),
+    ("credential.s0a1b2c3", "not base64!"),
+    ("credential.s0a1b2c3", _b64("{not json")),
+    ("credential.s0a1b2c3", _b64("[1, 2]")),
+    ("credential.s0a1b2c3", _entry(label=_DROP)),
+    ("credential.s0a1b2c3", _entry(label="")),
+    ("credential.s0a1b2c3", _entry(label="-bad-")),
+    ("credential.s0a1b2c3", _entry(password_hash="$2b$bcrypt")),
+    ("credential.s0a1b2c3", _entry(allow_publish="yes")),
+    ("credential.s0a1b2c3", _entry(allow_subscribe=_DROP)),
+    ("credential.s0a1b2c3", _entry(created_at="2025-01-02T00:00:00")),
     ("credential.0A1B2C3D", _entry()),
     ("credential.", _entry()),
-    ("credential.0a1b2c3d0", _entry()),
+    ("credential.s0a1b2c30", _entry()),
 ]
 
 
@@ -171,7 +205,7 @@ def test_local_record_lists_the_credentials() -> None:
     record = json.loads(encode_record(TENANT))
     assert record["credentials"] == [
         {
-            "cred_id": "0a1b2c3d",
+            "cred_id": "s0a1b2c3",
             "label": "dashboard",
             "password_hash": READER.password_hash,
             "allow_publish": False,
@@ -179,7 +213,7 @@ def test_local_record_lists_the_credentials() -> None:
             "created_at": "2025-01-02T00:00:00Z",
         },
         {
-            "cred_id": "ffff0000",
+            "cred_id": "pfff0000",
             "label": "sensor.1",
             "password_hash": DEVICE.password_hash,
             "allow_publish": True,
@@ -201,7 +235,7 @@ def _local_with(entries: Any) -> str:
 
 _GOOD = json.loads(encode_record(TENANT))["credentials"][0]
 _BAD_LOCAL = [
-    ("credentials", {"cred_id": "0a1b2c3d"}),
+    ("credentials", {"cred_id": "s0a1b2c3"}),
     ("credentials[0]", ["not an object"]),
     ("credentials[0]", [{**_GOOD, "cred_id": None}]),
     ("credentials[1]", [_GOOD, _GOOD]),

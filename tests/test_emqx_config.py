@@ -27,6 +27,7 @@ from pyhocon import ConfigFactory, ConfigTree
 
 from tenants.credentials import (
     INSTANCE_ID_LENGTH,
+    Rights,
     claims_a_namespace,
     namespace_of,
     new_credential_id,
@@ -44,7 +45,13 @@ EXHOOK_NAME = "zero"
 EXHOOK_URL = "http://zero-emqx-exhook:9000"
 API_KEYS_FILE = "/opt/emqx/etc/zero-emqx/api_keys"
 API_KEY_ROLE = "administrator"
-API_KEY_SCOPES = "connections,cluster_operations"
+API_KEY_SCOPES = "connections,cluster_operations,system,access_control"
+"""connections: /clients; cluster_operations: /mt/*; system: /configs/global_zone and
+/listeners; access_control: /authorization/* (each module's scopes/0, tag 6.2.2)."""
+ACL_PATH = "/opt/emqx/etc/zero-emqx-acl/acl.conf"
+ACL_FILE_61 = CONFIG_DIR / "acl.conf"
+ACL_FILE_60 = CONFIG_DIR / "acl-6.0.conf"
+CLIENTID_OVERRIDE = "concat([username, '-', clientid])"
 API_BIND = "0.0.0.0:18083"
 MQTTS_BIND = "0.0.0.0:8883"
 WSS_BIND = "0.0.0.0:8084"
@@ -70,14 +77,16 @@ _COMMON: dict[str, Any] = {
     # apps/emqx/src/emqx_schema.erl, mqtt_general()
     "mqtt.client_attrs_init.1.expression": TNS_EXPRESSION,
     "mqtt.client_attrs_init.1.set_as_attr": "tns",
-    "mqtt.clientid_override": "concat([client_attrs.tns, '-', clientid])",
+    "mqtt.clientid_override": CLIENTID_OVERRIDE,
     # apps/emqx_auth_mnesia/src/emqx_authn_mnesia_schema.erl
     "authentication.1.mechanism": "password_based",
     "authentication.1.backend": "built_in_database",
     "authentication.1.user_id_type": "username",
     "authentication.1.bootstrap_file": "",
     # apps/emqx/src/emqx_schema.erl authz_fields(); emqx_authz_schema.erl sources
-    "authorization.sources": [],
+    "authorization.sources.1.type": "file",
+    "authorization.sources.1.enable": True,
+    "authorization.sources.1.path": ACL_PATH,
     "authorization.no_match": "deny",
     "authorization.deny_action": "ignore",
     "authorization.cache.enable": True,
@@ -286,12 +295,13 @@ def test_env_file_has_exactly_the_expected_settings(variant: Variant) -> None:
     for name, value in variant.env_only.items():
         assert env.get(name) == value, name
     found = dict(flatten(emqx_view(hocon_keys_of(variant))))
-    assert found == as_text(dict(variant.expected))
+    # as_text on both sides: a value inside an env var's HOCON structure is typed.
+    assert as_text(found) == as_text(dict(variant.expected))
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
 def test_hocon_and_env_forms_agree(variant: Variant) -> None:
-    assert emqx_view(hocon_keys_of(variant)) == as_text(load_hocon(variant.conf))
+    assert as_text(emqx_view(hocon_keys_of(variant))) == as_text(load_hocon(variant.conf))
 
 
 def test_60_files_carry_no_61_keys() -> None:
@@ -314,8 +324,9 @@ def test_fails_closed(variant: Variant) -> None:
     # No listener skips authentication; the hook's failures deny.
     assert not [k for k, v in config.items() if k.endswith(".enable_authn") and v is not True]
     assert config["exhook.servers.1.failed_action"] == "deny"
-    # Authorization: no allow-all file source, no_match deny.
-    assert config["authorization.sources"] == []
+    # Authorization: our file source is the only one, and nothing matched is denied.
+    sources = load_hocon(variant.conf)["authorization"]["sources"]
+    assert sources == [{"type": "file", "enable": True, "path": ACL_PATH}]
     assert config["authorization.no_match"] == "deny"
 
 
@@ -360,11 +371,31 @@ def test_env_model_matches_emqx_parsing() -> None:
     """The cases the env files rely on."""
     assert emqx_value("[]") == []
     assert emqx_value('"${client_attrs.tns}/"') == MOUNTPOINT_60
-    assert emqx_value("concat([client_attrs.tns, '-', clientid])") == (
-        "concat([client_attrs.tns, '-', clientid])"
-    )
+    assert emqx_value(CLIENTID_OVERRIDE) == CLIENTID_OVERRIDE
     assert emqx_value('[{a = "b"}]') == [{"a": "b"}]
     assert emqx_view({"EMQX_A__1__B": "x", "EMQX_A__2__B": "y"}) == {"a": [{"b": "x"}, {"b": "y"}]}
+
+
+def variform_concat_override(username: str, clientid: str) -> str:
+    """What `clientid_override = "concat([username, '-', clientid])"` renders: EMQX
+    renders the variform on the clientinfo after `set_username/2` and before
+    authentication (emqx_channel.erl `enrich_client/2`, `maybe_override_clientid/2`,
+    `override_clientid/2` at 6.2.2 and 6.0.2; `username` resolves through
+    emqx_variform.erl `resolve_var_value/3`); concat/1 joins the strings."""
+    match = re.fullmatch(r"concat\(\[username, '(.)', clientid\]\)", CLIENTID_OVERRIDE)
+    assert match is not None
+    return f"{username}{match[1]}{clientid}"
+
+
+def test_every_username_has_its_own_client_id_space() -> None:
+    """The same client id under the owner's and a scoped credential's username gives two
+    EMQX client ids, so neither can take over nor resume the other's session."""
+    instance_id = new_instance_id()
+    names = [instance_id, *(scoped_username(instance_id, new_credential_id(r)) for r in Rights)]
+    ids = {variform_concat_override(name, "dash") for name in names}
+    assert len(ids) == len(names)
+    for name in names:
+        assert variform_concat_override(name, "dash") == f"{name}-dash"
 
 
 def variform_substr(text: str, start: int, length: int) -> str:
@@ -383,11 +414,10 @@ def test_the_namespace_is_the_instance_id_for_both_username_forms() -> None:
     assert (start, length) == (0, INSTANCE_ID_LENGTH)
     instance_id = new_instance_id()
     assert len(instance_id) == INSTANCE_ID_LENGTH
-    for username in (instance_id, scoped_username(instance_id, new_credential_id())):
+    for rights in Rights:
+        username = scoped_username(instance_id, new_credential_id(rights))
         tns = variform_substr(username, start, length)
-        assert tns == namespace_of(username) == instance_id
-        # clientid_override then gives "<instance id>-<own id>" for both forms.
-        assert f"{tns}-sensor" == f"{instance_id}-sensor"
+        assert tns == namespace_of(username) == namespace_of(instance_id) == instance_id
     # Any other username whose first 21 characters are an instance id would land in that
     # namespace too: the hook claims (and refuses) it instead of ignoring it.
     assert claims_a_namespace(instance_id + "zzz")

@@ -8,20 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from exhook.decision import (
-    Action,
+    HOOKS,
     Decision,
     Reason,
     Verdict,
     VerifyPlan,
     client_id_fits,
     conclude,
-    decide_authorize,
-    instance_of,
-    parse_version,
     plan_authenticate,
-    topics_arrive_mounted,
 )
 from exhook.settings import ExhookSettings, UnknownUserAction
+from tenants.credentials import Username
 from tenants.errors import ConfigError
 from tenants.hashing import DECOY_HASH
 from tenants.record import ScopedCredential, Tenant
@@ -41,7 +38,7 @@ TENANT = Tenant(
 def plan(
     username: str = ID,
     password: str = PASSWORD,
-    clientid: str = f"{ID}-dev",
+    clientid: str | None = None,
     *,
     synced: bool = True,
     tenant: Tenant | None = TENANT,
@@ -49,14 +46,20 @@ def plan(
     ignore_unknown: bool = False,
 ) -> Decision | VerifyPlan:
     return plan_authenticate(
+        Username.parse(username),
         username,
         password,
-        clientid,
+        f"{username}-dev" if clientid is None else clientid,
         synced=synced,
         tenant=tenant,
         now=now,
         ignore_unknown=ignore_unknown,
     )
+
+
+def test_only_authenticate_is_registered() -> None:
+    """Topics are decided by EMQX's file ACL in process: no PUBLISH waits for the hook."""
+    assert HOOKS == ("client.authenticate",)
 
 
 def test_a_good_request_verifies_against_the_tenants_hash() -> None:
@@ -138,112 +141,15 @@ def test_conclude_judges_the_record_as_it_is_after_the_verify() -> None:
     assert conclude(good, True, current=TENANT, now=TENANT.expires_at).reason is Reason.EXPIRED
 
 
-def test_client_id_prefix() -> None:
+def test_client_id_prefix_is_the_whole_username() -> None:
+    """`clientid_override = concat([username, '-', clientid])`: one id space per username."""
     assert client_id_fits(ID, f"{ID}-x")
     assert client_id_fits(ID, f"{ID}-{ID}-x")
     assert not client_id_fits(ID, f"{ID}-")
     assert not client_id_fits(ID, ID)
-
-
-@pytest.mark.parametrize(
-    ("version", "parsed", "mounted"),
-    [
-        ("6.0.3", (6, 0), False),
-        ("e6.0.1", (6, 0), False),
-        ("5.9.0", (5, 9), False),
-        ("v5.8.9", (5, 8), False),
-        ("6.1.0", (6, 1), True),
-        ("6.2.2", (6, 2), True),
-        ("6.3.0-beta.2", (6, 3), True),
-        ("7.0.0", (7, 0), True),
-        ("", None, True),
-        ("banana", None, True),
-        ("6", None, True),
-    ],
-)
-def test_version_rule(version: str, parsed: tuple[int, int] | None, mounted: bool) -> None:
-    assert parse_version(version) == parsed
-    assert topics_arrive_mounted(version) is mounted
-
-
-def authz(
-    topic: str,
-    version: str = "6.2.2",
-    *,
-    username: str = ID,
-    mountpoint: str = f"{ID}/",
-    tenant: Tenant | None = TENANT,
-    synced: bool = True,
-    now: datetime = NOW,
-    ignore_unknown: bool = False,
-    action: Action | None = Action.PUBLISH,
-) -> Decision:
-    return decide_authorize(
-        username,
-        mountpoint,
-        topic,
-        version,
-        synced=synced,
-        tenant=tenant,
-        now=now,
-        ignore_unknown=ignore_unknown,
-        action=action,
-    )
-
-
-def test_authorize_on_61_wants_the_mounted_topic() -> None:
-    assert authz(f"{ID}/temperature/sensor1").allowed
-    assert authz(f"{ID}/#").allowed
-    assert authz(f"{ID}/$SYS/brokers").allowed  # a tenant's own "$SYS" lives in its namespace
-    for outside in [
-        "temperature/sensor1",
-        "#",
-        "$SYS/brokers",
-        f"{ID}",
-        f"{ID}/",
-        "",
-        "emqx-ffffffffffffffff/t",
-        f"x{ID}/t",
-    ]:
-        assert authz(outside) == Decision(Verdict.DENY, Reason.OUTSIDE_NAMESPACE), outside
-    assert not authz("temperature/sensor1", version="").allowed  # unknown version: 6.1+ rule
-
-
-def test_authorize_on_60_takes_the_client_topic_as_is() -> None:
-    for topic in ["temperature/sensor1", "#", f"{ID}/t", "$SYS/brokers"]:
-        assert authz(topic, "6.0.3").allowed, topic
-    assert authz("", "6.0.3").reason is Reason.OUTSIDE_NAMESPACE
-
-
-@pytest.mark.parametrize("version", ["6.0.3", "6.2.2"])
-@pytest.mark.parametrize(
-    "mountpoint", ["", "emqx-ffffffffffffffff/", ID, f"{ID}/x/", "${client_attrs.tns}/"]
-)
-def test_authorize_needs_the_namespace_mountpoint(version: str, mountpoint: str) -> None:
-    assert authz(f"{ID}/t", version, mountpoint=mountpoint) == Decision(
-        Verdict.DENY, Reason.BAD_MOUNTPOINT
-    )
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "reason"),
-    [
-        ({"synced": False}, Reason.NOT_SYNCED),
-        ({"tenant": None}, Reason.NO_SUCH_TENANT),
-        ({"now": TENANT.expires_at}, Reason.EXPIRED),
-        ({"tenant": replace(TENANT, paused=True)}, Reason.PAUSED),
-        ({"username": "alice", "tenant": None, "mountpoint": "alice/"}, Reason.NOT_OURS),
-    ],
-)
-def test_authorize_denies_tenants_that_may_not_act(
-    kwargs: dict[str, object], reason: Reason
-) -> None:
-    assert authz(f"{ID}/t", **kwargs) == Decision(Verdict.DENY, reason)  # type: ignore[arg-type]
-
-
-def test_authorize_ignores_other_users_only_when_asked() -> None:
-    decision = authz("t", username="alice", mountpoint="", tenant=None, ignore_unknown=True)
-    assert decision == Decision(Verdict.IGNORE, Reason.NOT_OURS)
+    assert client_id_fits(READER_NAME, f"{READER_NAME}-x")
+    assert not client_id_fits(READER_NAME, f"{ID}-x")  # the owner's space is not its own
+    assert not client_id_fits(ID, f"{READER_NAME}-x")  # nor the other way round
 
 
 def test_settings_from_environ() -> None:
@@ -298,7 +204,7 @@ def test_bad_settings_are_config_errors(environ: dict[str, str], message: str) -
 # -- scoped credentials -------------------------------------------------------------------
 
 READER = ScopedCredential(
-    cred_id="0a1b2c3d",
+    cred_id="s0a1b2c3",
     label="dashboard",
     password_hash="$argon2id$v=19$m=2048,t=1,p=1$c2FsdHNhbHQ$cmVhZGVycmVhZGVy",
     allow_publish=False,
@@ -307,32 +213,33 @@ READER = ScopedCredential(
 )
 DEVICE = replace(
     READER,
-    cred_id="ffff0000",
+    cred_id="pfff0000",
     label="device",
     password_hash="$argon2id$v=19$m=2048,t=1,p=1$c2FsdHNhbHQ$ZGV2aWNlZGV2aWNl",
     allow_publish=True,
     allow_subscribe=False,
 )
 SCOPED = replace(TENANT, credentials=(READER, DEVICE))
-READER_NAME, DEVICE_NAME = f"{ID}.0a1b2c3d", f"{ID}.ffff0000"
+READER_NAME, DEVICE_NAME = f"{ID}.s0a1b2c3", f"{ID}.pfff0000"
 
 
 def test_a_scoped_username_verifies_against_its_credentials_hash() -> None:
     result = plan(READER_NAME, tenant=SCOPED)
-    assert result == VerifyPlan(READER.password_hash, None, SCOPED, "0a1b2c3d")
+    assert result == VerifyPlan(READER.password_hash, None, SCOPED, "s0a1b2c3")
     assert isinstance(result, VerifyPlan) and result.cacheable
     assert conclude(result, True, current=SCOPED, now=NOW).allowed
     owner = plan(ID, tenant=SCOPED)
     assert owner == VerifyPlan(SCOPED.password_hash, None, SCOPED)
-    assert instance_of(READER_NAME) == instance_of(ID) == ID
-    assert instance_of(f"{ID}zzz") is None
+    device = plan(DEVICE_NAME, tenant=SCOPED, clientid=f"{DEVICE_NAME}-dev")
+    assert device == VerifyPlan(DEVICE.password_hash, None, SCOPED, "pfff0000")
 
 
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [
-        ({"username": f"{ID}.00000000"}, Reason.NO_SUCH_CREDENTIAL),
-        ({"clientid": f"{READER_NAME}-dev"}, Reason.BAD_CLIENT_ID),  # "<id>.<cred>-", no
+        ({"username": f"{ID}.s0000000"}, Reason.NO_SUCH_CREDENTIAL),
+        ({"clientid": f"{ID}-dev"}, Reason.BAD_CLIENT_ID),  # the owner's id space, no
+        ({"clientid": f"{DEVICE_NAME}-dev"}, Reason.BAD_CLIENT_ID),  # another credential's
         ({"clientid": "dev"}, Reason.BAD_CLIENT_ID),
         ({"tenant": replace(SCOPED, paused=True)}, Reason.PAUSED),
         ({"tenant": None}, Reason.NO_SUCH_TENANT),
@@ -340,14 +247,64 @@ def test_a_scoped_username_verifies_against_its_credentials_hash() -> None:
     ],
 )
 def test_scoped_failures_pay_the_decoy(kwargs: dict[str, object], reason: Reason) -> None:
-    arguments: dict[str, object] = {"username": READER_NAME, "tenant": SCOPED, **kwargs}
+    arguments: dict[str, object] = {
+        "username": READER_NAME,
+        "clientid": f"{READER_NAME}-dev",
+        "tenant": SCOPED,
+        **kwargs,
+    }
     result = plan(**arguments)  # type: ignore[arg-type]
     assert isinstance(result, VerifyPlan)
     assert (result.password_hash, result.failure, result.cacheable) == (DECOY_HASH, reason, False)
 
 
+@pytest.mark.parametrize(
+    ("cred_id", "publish", "subscribe", "reason"),
+    [
+        ("s0a1b2c3", True, False, Reason.RIGHTS_MISMATCH),  # the username says subscribe
+        ("s0a1b2c3", True, True, Reason.RIGHTS_MISMATCH),
+        ("p0a1b2c3", False, True, Reason.RIGHTS_MISMATCH),
+        ("x0a1b2c3", False, True, Reason.RIGHTS_MISMATCH),
+        ("x0a1b2c3", True, False, Reason.RIGHTS_MISMATCH),
+        ("0a1b2c3d", False, True, Reason.LEGACY_CREDENTIAL),  # 8 hex: before rights letters
+        ("0a1b2c3d", True, True, Reason.LEGACY_CREDENTIAL),
+    ],
+)
+def test_the_usernames_rights_must_be_exactly_the_records(
+    cred_id: str, publish: bool, subscribe: bool, reason: Reason
+) -> None:
+    """EMQX's ACL enforces the letter in the username; the record must say the same."""
+    credential = replace(READER, cred_id=cred_id, allow_publish=publish, allow_subscribe=subscribe)
+    tenant = replace(TENANT, credentials=(credential,))
+    name = f"{ID}.{cred_id}"
+    result = plan(name, clientid=f"{name}-dev", tenant=tenant)
+    assert isinstance(result, VerifyPlan)
+    assert (result.password_hash, result.failure) == (DECOY_HASH, reason)
+
+
+@pytest.mark.parametrize(
+    ("cred_id", "publish", "subscribe"),
+    [("p1234567", True, False), ("s1234567", False, True), ("x1234567", True, True)],
+)
+def test_each_rights_letter_admits_its_own_rights(
+    cred_id: str, publish: bool, subscribe: bool
+) -> None:
+    credential = replace(READER, cred_id=cred_id, allow_publish=publish, allow_subscribe=subscribe)
+    tenant = replace(TENANT, credentials=(credential,))
+    name = f"{ID}.{cred_id}"
+    result = plan(name, clientid=f"{name}-dev", tenant=tenant)
+    assert result == VerifyPlan(credential.password_hash, None, tenant, cred_id)
+    assert conclude(result, True, current=tenant, now=NOW).allowed
+    # An operator who edits the rights in the record during the verify: refused.
+    edited = replace(credential, allow_publish=not publish or not subscribe, allow_subscribe=True)
+    if edited != credential:
+        changed = replace(tenant, credentials=(edited,), revision="8")
+        decision = conclude(result, True, current=changed, now=NOW)
+        assert decision == Decision(Verdict.DENY, Reason.RIGHTS_MISMATCH)
+
+
 def test_conclude_for_a_credential_removed_or_replaced_during_the_verify() -> None:
-    good = plan(READER_NAME, tenant=SCOPED)
+    good = plan(READER_NAME, clientid=f"{READER_NAME}-dev", tenant=SCOPED)
     assert isinstance(good, VerifyPlan)
     removed = replace(SCOPED, credentials=(DEVICE,), revision="8")
     assert conclude(good, True, current=removed, now=NOW).reason is Reason.NO_SUCH_CREDENTIAL
@@ -362,50 +319,20 @@ def test_conclude_for_a_credential_removed_or_replaced_during_the_verify() -> No
 @pytest.mark.parametrize("ignore_unknown", [False, True])
 @pytest.mark.parametrize(
     "username",
-    [f"{ID}zzz", f"{ID}-x", f"{ID}.", f"{READER_NAME}x", f"{READER_NAME}.0a1b2c3d", f"{ID}\n"],
+    [
+        f"{ID}zzz",
+        f"{ID}-x",
+        f"{ID}.",
+        f"{READER_NAME}x",
+        f"{READER_NAME}.s0a1b2c3",
+        f"{ID}\n",
+        f"{ID}.g0a1b2c3",  # not a rights letter
+        f"{ID}.P0a1b2c3",
+        f"{ID}.s0a1b2c",
+    ],
 )
 def test_a_username_in_our_namespace_is_never_ignored(username: str, ignore_unknown: bool) -> None:
     """EMQX's namespace is the first 21 characters: `emqx-<id>zzz` would land in the
     instance's namespace, so another authenticator must never be asked about it."""
     denied = Decision(Verdict.DENY, Reason.BAD_USERNAME)
     assert plan(username, tenant=SCOPED, ignore_unknown=ignore_unknown) == denied
-    for action in Action:
-        decision = authz(
-            f"{ID}/t",
-            username=username,
-            tenant=SCOPED,
-            ignore_unknown=ignore_unknown,
-            action=action,
-        )
-        assert decision == denied
-
-
-@pytest.mark.parametrize("version", ["6.0.3", "6.2.2"])
-def test_authorize_enforces_a_credentials_rights(version: str) -> None:
-    topic = f"{ID}/sensors/1" if version == "6.2.2" else "sensors/1"
-
-    def check(username: str, action: Action | None) -> Decision:
-        return authz(topic, version, username=username, tenant=SCOPED, action=action)
-
-    assert check(READER_NAME, Action.SUBSCRIBE).allowed
-    assert check(READER_NAME, Action.PUBLISH) == Decision(Verdict.DENY, Reason.NOT_PERMITTED)
-    assert check(DEVICE_NAME, Action.PUBLISH).allowed
-    assert check(DEVICE_NAME, Action.SUBSCRIBE) == Decision(Verdict.DENY, Reason.NOT_PERMITTED)
-    assert check(ID, Action.PUBLISH).allowed and check(ID, Action.SUBSCRIBE).allowed
-    assert check(ID, None).allowed  # the owner may do what we do not know of
-    assert check(READER_NAME, None).reason is Reason.NOT_PERMITTED
-    unknown = check(f"{ID}.00000000", Action.SUBSCRIBE)
-    assert unknown == Decision(Verdict.DENY, Reason.NO_SUCH_CREDENTIAL)
-    # The namespace rules hold for scoped usernames too.
-    outside = authz(
-        "emqx-ffffffffffffffff/t", username=READER_NAME, tenant=SCOPED, action=Action.SUBSCRIBE
-    )
-    assert outside.reason is Reason.OUTSIDE_NAMESPACE
-    wrong_mount = authz(
-        f"{ID}/t",
-        username=READER_NAME,
-        tenant=SCOPED,
-        mountpoint=f"{READER_NAME}/",
-        action=Action.SUBSCRIBE,
-    )
-    assert wrong_mount.reason is Reason.BAD_MOUNTPOINT

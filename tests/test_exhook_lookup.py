@@ -45,8 +45,7 @@ async def test_a_record_the_index_has_not_seen_is_read_from_the_store(store: Ten
         assert (await emqx.connect(instance_id, fresh.password)).verdict == ALLOW
         wrong = fresh.password[:-1] + ("A" if fresh.password[-1] != "A" else "B")
         assert (await emqx.connect(instance_id, wrong)).verdict == DENY
-        assert (await emqx.authorize(instance_id, "temperature/sensor1")).verdict == ALLOW
-        assert deaf.gets == 3
+        assert deaf.gets == 2
 
         await store.delete(instance_id)
         assert (await emqx.connect(instance_id, fresh.password)).verdict == DENY
@@ -78,8 +77,9 @@ async def test_a_credential_the_index_has_not_seen_is_read_from_the_store(
         assert indexed is not None and indexed.credentials == ()
         username = f"{instance_id}.{device.credential.cred_id}"
         assert (await emqx.connect(username, device.password)).verdict == ALLOW
-        assert (await emqx.authorize(username, "t", action="publish")).verdict == ALLOW
-        assert (await emqx.authorize(username, "t", action="subscribe")).verdict == DENY
-        assert (await emqx.connect(f"{instance_id}.00000000", device.password)).verdict == DENY
+        unknown = f"{instance_id}.p0000000"
+        if unknown == username:
+            unknown = f"{instance_id}.p1111111"
+        assert (await emqx.connect(unknown, device.password)).verdict == DENY
         assert (await emqx.connect(instance_id, minted.password)).verdict == ALLOW
         assert runtime.verifier.stats.verifications == 4  # decoy + real, decoy, owner

@@ -157,7 +157,7 @@ async def test_tls(store: TenantStore, tls_files: tuple[Path, Path]) -> None:
         async with FakeEmqx(
             target, root_certificates=cert.read_bytes(), server_name="localhost"
         ) as emqx:
-            assert await emqx.load() == ["client.authenticate", "client.authorize"]
+            assert await emqx.load() == ["client.authenticate"]
             assert_explicit(await emqx.connect(good.tenant.instance_id, good.password), ALLOW)
         async with FakeEmqx(target, request_timeout=1.0) as cleartext:
             with pytest.raises(grpc.aio.AioRpcError):
@@ -235,7 +235,6 @@ async def test_not_ready_until_synced_then_serving(store: TenantStore) -> None:
         assert await emqx.health() == NOT_SERVING
         assert await emqx.health("emqx.exhook.v3.HookProvider") == NOT_SERVING
         assert_explicit(await emqx.connect(good.tenant.instance_id, good.password), DENY)
-        assert_explicit(await emqx.authorize(good.tenant.instance_id, "t"), DENY)
         assert runtime.metrics.count("client.authenticate", "deny", "not_synced") == 1
         flaky.gate.set()
 
@@ -280,14 +279,12 @@ async def test_metrics_endpoint(store: TenantStore) -> None:
     async with running_exhook(store) as (runtime, emqx):
         await emqx.connect(good.tenant.instance_id, good.password)
         await emqx.connect(good.tenant.instance_id, good.password)
-        await emqx.authorize(good.tenant.instance_id, "t")
         status, text = await http_get(runtime.http_port, "/metrics")
     assert status == 200
     decisions = "zero_emqx_exhook_decisions_total"
     for line in [
         f'{decisions}{{hook="client.authenticate",reason="ok",result="allow"}} 1.0',
         f'{decisions}{{hook="client.authenticate",reason="cached",result="allow"}} 1.0',
-        f'{decisions}{{hook="client.authorize",reason="ok",result="allow"}} 1.0',
         'zero_emqx_exhook_verify_cache_total{result="hit"} 1.0',
         "zero_emqx_exhook_argon2_verifications_total 1.0",
         "zero_emqx_exhook_overload_sheds_total 0.0",

@@ -193,7 +193,7 @@ async def test_show_lists_scoped_credentials_without_hashes(
 
     active = seeded[0]
     reader = ScopedCredential(
-        cred_id="0a1b2c3d",
+        cred_id="s0a1b2c3",
         label="dashboard",
         password_hash=active.password_hash,
         allow_publish=False,
@@ -209,12 +209,12 @@ async def test_show_lists_scoped_credentials_without_hashes(
     assert await cli("instances", "show", active.instance_id) == 0
     text = capsys.readouterr().out
     assert "credentials: 1" in text
-    assert f"{active.instance_id}.0a1b2c3d  dashboard  publish=no  subscribe=yes" in text
+    assert f"{active.instance_id}.s0a1b2c3  dashboard  publish=no  subscribe=yes" in text
     assert await cli("instances", "show", active.instance_id, "--json") == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["credentials"] == [
         {
-            "username": f"{active.instance_id}.0a1b2c3d",
+            "username": f"{active.instance_id}.s0a1b2c3",
             "label": "dashboard",
             "allow_publish": False,
             "allow_subscribe": True,

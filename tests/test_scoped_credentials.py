@@ -1,6 +1,7 @@
 """Scoped credentials end to end: created, listed and deleted through the management API
-on both stores, enforced by a real ExHook on the same store (CONNECT, PUBLISH,
-SUBSCRIBE), their sessions kicked through the EMQX API stand-in when they go, and an
+on both stores, admitted by a real ExHook on the same store (CONNECT), their rights
+enforced by EMQX's file ACL as shipped (PUBLISH, SUBSCRIBE: tests/emqx_acl.py, with no
+hook call), their sessions kicked through the EMQX API stand-in when they go, and an
 operator's hand edit of the Secret behaving exactly like the API."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from exhook.emqx_api import HttpxEmqxApi
 from exhook.lifecycle import Lifecycle, LifecycleSettings
 from exhook.server import Attachment, ExhookRuntime
 from exhook.settings import UnknownUserAction
-from tenants.credentials import SCOPED_USERNAME_RE
+from tenants.credentials import CREDENTIAL_ID_RE, SCOPED_USERNAME_RE
 from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
 from tests.emqx_harness import ALLOW, DENY, IGNORE, FakeEmqx, eventually, running_exhook
@@ -78,13 +79,20 @@ async def new_credential(m: RunningManager, iid: str, **body: Any) -> dict[str, 
     assert set(created) == NEW_CREDENTIAL_FIELDS
     assert SCOPED_USERNAME_RE.fullmatch(created["username"])
     assert created["username"].startswith(iid + ".")
+    cred_id = created["username"].split(".")[1]
+    assert CREDENTIAL_ID_RE.fullmatch(cred_id)  # a rights letter, never a legacy id
+    letter = {(True, False): "p", (False, True): "s", (True, True): "x"}
+    assert cred_id[0] == letter[(created["allow_publish"], created["allow_subscribe"])]
     return created
 
 
 async def rights(emqx: FakeEmqx, username: str) -> tuple[str, str]:
-    publish = await emqx.authorize(username, "sensors/1", action="publish")
-    subscribe = await emqx.authorize(username, "sensors/#", action="subscribe")
-    return publish.verdict, subscribe.verdict
+    """What EMQX's ACL lets the username do (the hook is not asked: no call is made)."""
+    calls = sum(emqx.calls.values())
+    publish = emqx.acl(username, "sensors/1", action="publish")
+    subscribe = emqx.acl(username, "sensors/#", action="subscribe")
+    assert sum(emqx.calls.values()) == calls
+    return publish, subscribe
 
 
 async def test_read_only_and_publish_only_credentials(store: TenantStore, tmp_path: Path) -> None:
@@ -101,21 +109,23 @@ async def test_read_only_and_publish_only_credentials(store: TenantStore, tmp_pa
         assert (await emqx.connect(iid, owner_password)).verdict == ALLOW
         assert await rights(emqx, iid) == (ALLOW, ALLOW)
 
-        # Refused: a wrong password, an unknown credential id, a client id without the
-        # instance's prefix, another credential's password, the owner's password.
+        # Refused: a wrong password, an unknown credential id, another rights letter on
+        # the same id, a client id without the username's prefix (the owner's, or none),
+        # another credential's password, the owner's password.
         cred_id = user.split(".")[1]
-        unknown = f"{iid}.{'0' * 8 if cred_id != '0' * 8 else '1' * 8}"
-        for username, secret, override in [
-            (user, device["password"], True),
-            (user, owner_password, True),
-            (unknown, password, True),
-            (user, password, False),  # the client id "sensor-1" lacks "<instance id>-"
+        unknown = f"{iid}.s{'0' * 7 if cred_id[1:] != '0' * 7 else '1' * 7}"
+        for username, secret, override, client_id in [
+            (user, device["password"], True, "sensor-1"),
+            (user, owner_password, True, "sensor-1"),
+            (unknown, password, True, "sensor-1"),
+            (f"{iid}.x{cred_id[1:]}", password, True, "sensor-1"),
+            (user, password, False, "sensor-1"),
+            (user, password, False, f"{iid}-sensor-1"),  # the owner's client-id space
         ]:
-            answer = await emqx.connect(username, secret, override=override)
+            answer = await emqx.connect(username, secret, client_id, override=override)
             assert answer.verdict == DENY and answer.explicit, username
-        unprefixed = await emqx.connect(user, password, f"{user}-x", override=False)
-        assert unprefixed.verdict == DENY  # "<id>.<cred>-x" is not "<id>-..."
-        assert (await emqx.authorize(unknown, "sensors/#", action="subscribe")).verdict == DENY
+        prefixed = await emqx.connect(user, password, f"{user}-x", override=False)
+        assert prefixed.verdict == ALLOW  # "<id>.<r><7 hex>-x": its own space
 
         # Listed without secrets, also on the instance; a viewer may read but not change.
         listed = await m.client.get(f"/api/v1/instances/{iid}/credentials", headers=AS_VIEWER)
@@ -151,7 +161,6 @@ async def test_read_only_and_publish_only_credentials(store: TenantStore, tmp_pa
         # Deleted: refused within a second; a second delete is 404.
         assert (await m.client.delete(f"{base}/{user}", headers=AS_ADMIN)).status_code == 204
         assert await eventually(verdict(emqx, user, password), DENY, timeout=1) == DENY
-        assert await rights(emqx, user) == (DENY, DENY)
         error_of(await m.client.delete(f"{base}/{user}", headers=AS_ADMIN), 404, "NOT_FOUND")
         assert (await emqx.connect(device["username"], device["password"])).verdict == ALLOW
 
@@ -208,7 +217,7 @@ async def test_deleting_a_credential_kicks_only_its_sessions(
         reader = await new_credential(m, iid, label="dashboard", allow_subscribe=True)
         user = reader["username"]
         assert await eventually(verdict(emqx, user, reader["password"]), ALLOW, timeout=5) == ALLOW
-        fake.connect(user, f"{iid}-dash")
+        fake.connect(user, f"{user}-dash")
         fake.connect(iid, f"{iid}-owner")
         base = f"/api/v1/instances/{iid}/credentials"
         assert (await m.client.delete(f"{base}/{user}", headers=AS_ADMIN)).status_code == 204
@@ -216,7 +225,8 @@ async def test_deleting_a_credential_kicks_only_its_sessions(
         assert fake.clients_of(iid) == [f"{iid}-owner"]
         assert iid in fake.namespaces  # the namespace stays
         listed = [c for c in fake.calls_to("GET", "/clients") if ("username", user) in c.query]
-        assert listed and fake.calls_to("POST", "/clients/kickout/bulk")[-1].body == [f"{iid}-dash"]
+        kicked = fake.calls_to("POST", "/clients/kickout/bulk")[-1].body
+        assert listed and kicked == [f"{user}-dash"]
         assert (await emqx.connect(iid, owner_password)).verdict == ALLOW
 
 
@@ -232,7 +242,7 @@ async def test_an_operator_removing_the_data_key_revokes_the_credential(tmp_path
                 device = await new_credential(m, iid, label="sensor", allow_publish=True)
                 user, password = reader["username"], reader["password"]
                 assert await eventually(verdict(emqx, user, password), ALLOW, timeout=5) == ALLOW
-                fake.connect(user, f"{iid}-dash")
+                fake.connect(user, f"{user}-dash")
                 key = f"credential.{user.split('.')[1]}"
                 secret = kube.secret(iid)
                 assert secret is not None and key in secret["data"]
@@ -262,8 +272,8 @@ async def test_a_username_in_our_namespace_is_never_left_to_others(
     store: TenantStore, tmp_path: Path, action: UnknownUserAction
 ) -> None:
     """EMQX puts any username whose first 21 characters are an instance id into that
-    instance's namespace: only the two exact forms may get in, whatever
-    UNKNOWN_USER_ACTION says."""
+    instance's namespace: only the exact forms may get in, whatever UNKNOWN_USER_ACTION
+    says, and EMQX's ACL gives any other such username no topic at all."""
     async with stack_for(store, tmp_path, unknown_user_action=action) as (m, emqx, _):
         iid, owner_password = await new_instance(m)
         reader = await new_credential(m, iid, label="dashboard", allow_subscribe=True)
@@ -276,10 +286,11 @@ async def test_a_username_in_our_namespace_is_never_left_to_others(
             (f"{user}x", password),
             (f"{user}.{user[-8:]}", password),
             (f"{iid}\n", owner_password),
+            (f"{iid}.g{user[-7:]}", password),
         ]:
             answer = await emqx.connect(username, secret)
             assert answer.verdict == DENY and answer.explicit, username
-            authorized = await emqx.authorize(username, "t", action="subscribe")
-            assert authorized.verdict == DENY and authorized.explicit, username
+            for pubsub in ("publish", "subscribe"):
+                assert emqx.acl(username, "t", action=pubsub) == DENY, username
         expected = IGNORE if action is UnknownUserAction.IGNORE else DENY
         assert (await emqx.connect("alice", "secret")).verdict == expected

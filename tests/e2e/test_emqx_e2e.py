@@ -4,8 +4,9 @@ Set:
 - `ZERO_EMQX_E2E_MQTT_URL`: `mqtt://host:1883` or `mqtts://host:8883` of an EMQX whose
   `exhook.servers` point at a running `zero-emqx-exhook` (or `zero-emqx serve`),
   configured as emqx-config/ says (client_attrs_init tns = substr(username, 0, 21), namespace
-  mountpoint, clientid_override, an empty built-in-database authenticator,
-  authorization sources = [] with no_match = deny, include_mountpoint on 6.1+);
+  mountpoint, clientid_override = concat([username, '-', clientid]), an empty
+  built-in-database authenticator, the file source with emqx-config/acl.conf
+  (acl-6.0.conf on 6.0) and no_match = deny, include_mountpoint on 6.1+);
 - optionally `ZERO_EMQX_E2E_MQTT_CA` (PEM) for mqtts;
 - the same store variables the ExHook uses (`ZERO_EMQX_STORE`, `ZERO_EMQX_DATA_DIR`,
   or `KUBE_NAMESPACE` and a kubeconfig): the tests write tenant records there directly,
