@@ -19,6 +19,7 @@ from manager.api_errors import json_errors
 from manager.auth import management_auth
 from manager.bodies import NO_BODY, read_json
 from manager.client_ip import client_ip, hash_ip
+from manager.console import add_console_routes
 from manager.context import CONTEXT, ApiContext
 from manager.instances import BadRequest, Created, CreateRequest, InstanceService, TooManyRequests
 from manager.management import add_management_routes
@@ -145,6 +146,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     add_skill_route(app, settings)
+    add_console_routes(app, settings)
     add_self_service_routes(app)
     if context.keys is not None:
         add_management_routes(app)

@@ -7,33 +7,20 @@ filled, so a template and this module cannot drift apart silently.
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
-import importlib.resources
 import json
-import re
 
 from aiohttp import web
 
+from manager.rendering import fill, template
 from manager.settings import ManagerSettings
-from manager.snippets import Snippet, connection_snippets
+from manager.snippets import Snippet, connection_snippets, self_service_snippet
 
-PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 PACKAGE = "zero-emqx"
-
-
-@functools.cache
-def template(name: str) -> str:
-    return (importlib.resources.files("manager") / "templates" / name).read_text("utf-8")
 
 
 def package_version() -> str:
     return importlib.metadata.version(PACKAGE)
-
-
-def fill(text: str, values: dict[str, str]) -> str:
-    """Replace every `{{name}}`; a placeholder without a value is a bug (KeyError)."""
-    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
 def duration(seconds: float) -> str:
@@ -46,7 +33,7 @@ def duration(seconds: float) -> str:
 
 
 def _limit(value: int, what: str) -> str:
-    return f"{value} {what}" if value else f"no limit on {what}"
+    return f"{value} {what}" if value else "no limit"
 
 
 def limit_rows(settings: ManagerSettings) -> tuple[tuple[str, str], ...]:
@@ -110,6 +97,7 @@ def render_skill(settings: ManagerSettings, version: str) -> str:
         "auth_failure_rate": _per(settings.auth_failure_rate, "{} a minute"),
         "snippets": "\n\n".join(_snippet_block(s) for s in connection_snippets(e)),
         "limits": _table(limit_rows(settings)),
+        "self_service": self_service_snippet(settings.public_base_url).text,
     }
     return fill(template("skill.md"), values)
 

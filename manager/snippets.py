@@ -76,6 +76,21 @@ client.on("connect", () => {{
 client.on("message", (topic, payload) => console.log(topic, payload.toString()));"""
 
 
+def self_service_snippet(base_url: str) -> Snippet:
+    """Inspect, rotate and delete with the instance's own credentials (curl)."""
+    base = f"{base_url}/v1/instances/$U"
+    calls = (
+        (f'curl -s -u "$U:$P" {base}', "state, expiry, connected_clients"),
+        (f'curl -s -u "$U:$P" -X POST {base}/rotate-credentials', "a new password, once"),
+        (f'curl -s -u "$U:$P" -X DELETE {base}', "204: revoked now"),
+    )
+    width = max(len(command) for command, _ in calls)
+    lines = [f"U='{USERNAME}' P='{PASSWORD}'"]
+    lines += [f"{command.ljust(width)}  # {comment}" for command, comment in calls]
+    text = "\n".join(lines)
+    return Snippet("self-service", "Self-service (curl)", "sh", text)
+
+
 def connection_snippets(endpoints: Endpoints) -> tuple[Snippet, ...]:
     return (
         Snippet("mqttx", "MQTTX CLI", "sh", _mqttx(endpoints)),

@@ -150,7 +150,7 @@ def signature(argv: list[str], base_url: str, host: str) -> tuple[str, ...]:
     if program != "curl":
         return (*head, *flags)
     method = argv[argv.index("-X") + 1] if "-X" in argv else "GET"
-    (url,) = [a for a in argv[1:] if "/v1/" in a or "/api/" in a]
+    (url,) = [a for a in argv[1:] if a.startswith(("http://", "https://", "localhost:"))]
     route = url.replace(base_url, "").replace("localhost:8080", "")
     route = re.sub(r"emqx-[0-9a-f]{16}|\$U", "{id}", route)
     return (*head, method, route, *flags)
