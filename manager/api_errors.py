@@ -97,7 +97,10 @@ def _from_http(exc: web.HTTPException) -> web.Response:
     if exc.status == 404:
         message = "Request Path Not Found"
     code = _HTTP_CODES.get(exc.status, "INTERNAL_ERROR" if exc.status >= 500 else "BAD_REQUEST")
-    return json_error(exc.status, code, message, headers)
+    response = json_error(exc.status, code, message, headers)
+    if exc.keep_alive is False:  # e.g. a body that did not arrive in time (408)
+        response.force_close()
+    return response
 
 
 def json_errors(deadline_seconds: float) -> Middleware:

@@ -18,11 +18,12 @@ from aiohttp.typedefs import Middleware
 from manager.api_errors import json_errors
 from manager.auth import management_auth
 from manager.bodies import NO_BODY, read_json
-from manager.client_ip import client_ip, hash_ip
+from manager.callers import CALLERS, Callers, UntrustedForwardingWarner
 from manager.console import add_console_routes
 from manager.context import CONTEXT, ApiContext
 from manager.instances import BadRequest, Created, CreateRequest, InstanceService, TooManyRequests
 from manager.management import add_management_routes
+from manager.metrics import METRICS, ManagerMetrics, metrics_route
 from manager.openapi import add_openapi_route
 from manager.rate_limit import retry_after_header
 from manager.self_service import add_self_service_routes
@@ -94,15 +95,11 @@ def _created_body(settings: ManagerSettings, created: Created) -> dict[str, Any]
 async def create_instance(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     async with asyncio.timeout(settings.request_deadline_seconds):
-        body = await read_json(request, settings.max_body_bytes)
+        body = await read_json(request, settings.max_body_bytes, settings.body_timeout_seconds)
         create = CreateRequest() if body is NO_BODY else CreateRequest.from_json(body)
-        ip = client_ip(
-            request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxies
-        )
-        key = settings.ip_hash_key
-        if key is None:
-            raise StoreError("IP_HASH_KEY is not configured")
-        created = await request.app[SERVICE].create(create, hash_ip(key, ip))
+        callers = request.app[CALLERS]
+        keys = callers.keys(request)
+        created = await request.app[SERVICE].create(create, keys, callers.hash(keys))
     return web.json_response(
         _created_body(settings, created), status=201, headers={"Cache-Control": "no-store"}
     )
@@ -126,19 +123,27 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(
-    settings: ManagerSettings, service: InstanceService, sync: IndexSync, context: ApiContext
+    settings: ManagerSettings,
+    service: InstanceService,
+    sync: IndexSync,
+    context: ApiContext,
+    *,
+    metrics: ManagerMetrics | None = None,
+    callers: Callers | None = None,
 ) -> web.Application:
     """The manager app. The caller owns the store, the index sync, the service and the
     context's resources. The management API is there when `context.keys` is set."""
+    callers = callers or Callers(settings, UntrustedForwardingWarner())
     middlewares: list[Middleware] = [
         error_middleware,
         json_errors(settings.request_deadline_seconds),
     ]
     if context.keys is not None:
-        trusted = settings.trusted_proxies
-        middlewares.append(management_auth(context.keys, context.failures, trusted))
+        middlewares.append(management_auth(context.keys, context.failures, callers))
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[CALLERS] = callers
+    app[METRICS] = metrics or ManagerMetrics()
     app[SERVICE] = service
     app[SYNC] = sync
     app[CONTEXT] = context
@@ -147,6 +152,7 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     add_skill_route(app, settings)
     add_console_routes(app, settings)
+    app.router.add_get("/metrics", metrics_route)
     add_self_service_routes(app)
     if context.keys is not None:
         add_management_routes(app)

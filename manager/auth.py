@@ -2,9 +2,9 @@
 
 The management API (`/api/v1/...`) authenticates an API key (`key:secret`) in a
 middleware; the self-service routes authenticate the instance's own credentials
-(manager/self_service.py). Both share one per-IP limit on failed authentications: while
-an address is over it, every attempt from it is answered 429 before any check, so a
-right guess cannot be told from a wrong one.
+(manager/self_service.py). Both share one limit on failed authentications per caller
+group (manager/networks.py): while a group is over it, every attempt from it is
+answered 429 before any check, so a right guess cannot be told from a wrong one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -20,9 +20,9 @@ from aiohttp.typedefs import Middleware
 
 from manager.api_errors import ApiError, Handler, too_many, unauthorized
 from manager.api_keys import ApiKeyService
-from manager.client_ip import client_ip
+from manager.callers import Callers
+from manager.metrics import ManagerMetrics, Tier
 from manager.rate_limit import RateLimiter
-from manager.settings import Network
 from tenants.api_keys import Role
 
 MANAGEMENT_PREFIX = "/api/v1/"
@@ -70,39 +70,43 @@ def require_basic(request: web.Request) -> BasicCredentials:
 
 
 class FailureLimiter:
-    """At most `per_minute` failed authentications per address (0: unlimited)."""
+    """At most `per_minute` failed authentications per caller group (0: unlimited).
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    Counted in this process: with N replicas a group may fail N x `per_minute` times a
+    minute (README, "Limits"); each failure costs the caller an argon2 verification."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: ManagerMetrics | None = None,
+    ) -> None:
         self._buckets = RateLimiter(per_minute, clock)
+        self._metrics = metrics or ManagerMetrics()
 
-    def check(self, ip: str) -> None:
-        wait = self._buckets.wait(ip)
+    def check(self, group: str) -> None:
+        wait = self._buckets.wait(group)
         if wait > 0:
+            self._metrics.refused(Tier.AUTH_FAILURES)
             raise too_many("too many failed authentications from this address", wait)
 
-    def failed(self, ip: str) -> None:
-        self._buckets.acquire(ip)
+    def failed(self, group: str) -> None:
+        self._buckets.acquire(group)
 
 
-def request_ip(request: web.Request, trusted: Sequence[Network]) -> str:
-    return client_ip(request.remote, request.headers.get("X-Forwarded-For"), trusted)
-
-
-def management_auth(
-    keys: ApiKeyService, failures: FailureLimiter, trusted: Sequence[Network]
-) -> Middleware:
+def management_auth(keys: ApiKeyService, failures: FailureLimiter, callers: Callers) -> Middleware:
     """The middleware that admits /api/v1/ calls by API key and role."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(MANAGEMENT_PREFIX):
             return await handler(request)
-        ip = request_ip(request, trusted)
-        failures.check(ip)
+        group = callers.keys(request).group
+        failures.check(group)
         credentials = require_basic(request)
         role = await keys.authenticate(credentials.user, credentials.secret)
         if role is None:
-            failures.failed(ip)
+            failures.failed(group)
             raise unauthorized("BAD_API_KEY_OR_SECRET", "Check api_key/api_secret")
         if not role_allows(role, request.method, request.path):
             raise ApiError(403, "UNAUTHORIZED_ROLE", f"the {role} role may not do this")

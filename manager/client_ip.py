@@ -1,53 +1,36 @@
-"""Which address a request came from: the peer, or X-Forwarded-For behind trusted proxies."""
+"""Which client a request came from: the peer, or the hops its trusted proxies wrote.
+
+The hops (manager/forwarded.py) are read right to left, and only while each one is a
+trusted proxy: the first untrusted address is the client. A request that did not come
+from a trusted proxy is its peer, whatever headers it carries.
+
+A hop that is not an address (RFC 7239 `unknown`, an obfuscated `_id`, or text no
+parser reads) was written by the trusted proxy to its right, so it is that proxy's
+word for its client: it is the client's identity, an `Opaque` caller of its own. The
+walk stops there. It never goes past it (what lies to its left was written by someone
+the proxy did not vouch for) and never falls back to the proxy's own address, which
+would put every caller behind that proxy into one group.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
 from collections.abc import Sequence
 
+from manager.forwarded import Hop, Opaque, parse_address
 from manager.settings import Network
 
 
-def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(value.strip().strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+def is_trusted(hop: Hop, nets: Sequence[Network]) -> bool:
+    return not isinstance(hop, Opaque) and any(hop in net for net in nets)
 
 
-def _trusted(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address, nets: Sequence[Network]
-) -> bool:
-    return any(address in net for net in nets)
-
-
-def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
-    """The caller's address.
-
-    X-Forwarded-For is read right to left, and only while each hop is a trusted
-    proxy: the first untrusted address is the caller. A request that did not
-    come from a trusted proxy is its peer, whatever headers it carries.
-    """
-    address = _parse(peer or "")
-    if address is None:
-        return peer or "unknown"
-    if not forwarded_for or not _trusted(address, trusted):
-        return str(address)
-    for hop in reversed(forwarded_for.split(",")):
-        hop_address = _parse(hop)
-        if hop_address is None:
+def client_of(peer: str | None, hops: Sequence[Hop], trusted: Sequence[Network]) -> Hop | None:
+    """The client: None when the peer itself is not an address (no identity at all)."""
+    client: Hop | None = parse_address(peer or "")
+    if client is None or not is_trusted(client, trusted):
+        return client
+    for hop in reversed(hops):
+        client = hop
+        if not is_trusted(client, trusted):
             break
-        address = hop_address
-        if not _trusted(address, trusted):
-            break
-    return str(address)
-
-
-def hash_ip(key: bytes, ip: str) -> str:
-    """The keyed hash stored on records instead of the address (32 hex: a valid label value)."""
-    return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()[:32]
+    return client

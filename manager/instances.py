@@ -10,6 +10,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from manager.metrics import ManagerMetrics, Tier
+from manager.networks import CallerKeys, network_of
 from manager.rate_limit import RateLimiter
 from manager.settings import ManagerSettings
 from tenants.credentials import new_instance_id, new_password
@@ -22,6 +24,7 @@ from tenants.store import TenantStore
 log = logging.getLogger(__name__)
 
 CREATE_ATTEMPTS = 5
+RATE_WINDOW = timedelta(seconds=60)
 
 
 class ManagerError(ZeroEmqxError):
@@ -33,9 +36,10 @@ class BadRequest(ManagerError):
 
 
 class TooManyRequests(ManagerError):
-    def __init__(self, message: str, retry_after: float) -> None:
+    def __init__(self, message: str, retry_after: float, tier: Tier | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.tier = tier
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,15 @@ class Created:
 
 
 class InstanceService:
-    """Mints instances within the per-IP and global limits."""
+    """Mints instances within the per-caller, per-network and global limits.
+
+    Per caller group (manager/networks.py): PER_IP_RATE creations a minute (a token
+    bucket in this process, and the records the store holds of the last minute, so
+    replicas share it) and PER_IP_MAX_LIVE live instances. Per network:
+    PER_NETWORK_MAX_LIVE. In all: MAX_LIVE_INSTANCES, of which the last
+    MAX_LIVE_RESERVED go only to networks holding no live instance, so networks at their
+    caps cannot lock a newcomer out. Every count but the bucket is read from the index.
+    """
 
     def __init__(
         self,
@@ -77,6 +89,7 @@ class InstanceService:
         hash_executor: Executor | None = None,
         clock: Callable[[], datetime] = utc_now,
         rate_limiter: RateLimiter | None = None,
+        metrics: ManagerMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -84,17 +97,23 @@ class InstanceService:
         self._executor = hash_executor
         self._clock = clock
         self._rate = rate_limiter or RateLimiter(settings.per_ip_rate)
+        self._metrics = metrics or ManagerMetrics()
         # Count + create must not interleave, or concurrent requests overshoot the caps;
         # with no cap configured there is nothing to count and creates run in parallel.
-        capped = settings.per_ip_max_live or settings.max_live_instances
+        capped = (
+            settings.per_ip_max_live
+            or settings.max_live_instances
+            or settings.per_network_max_live
+            or settings.per_ip_rate
+        )
         self._cap_lock: contextlib.AbstractAsyncContextManager[object] = (
             asyncio.Lock() if capped else contextlib.nullcontext()
         )
 
-    async def create(self, request: CreateRequest, ip_hash: str) -> Created:
-        wait = self._rate.acquire(ip_hash)
+    async def create(self, request: CreateRequest, caller: CallerKeys, ip_hash: str) -> Created:
+        wait = self._rate.acquire(caller.group)
         if wait > 0:
-            raise TooManyRequests("too many instances created from this address", wait)
+            self._refuse(Tier.RATE, "too many instances created from this address", wait)
         password = new_password()
         loop = asyncio.get_running_loop()
         password_hash = await loop.run_in_executor(self._executor, hash_password, password)
@@ -132,25 +151,49 @@ class InstanceService:
                 await asyncio.shield(self._store.delete(tenant.instance_id))
             raise
 
-    def _check_caps(self, now: datetime, ip_hash: str) -> None:
-        s = self._settings
-        if s.per_ip_max_live and self._index.count_live(now, ip_hash) >= s.per_ip_max_live:
-            raise TooManyRequests(
-                "this address has the maximum number of live instances",
-                self._seconds_until_one_expires(now, ip_hash),
-            )
-        if s.max_live_instances and self._index.count_live(now) >= s.max_live_instances:
-            raise TooManyRequests(
-                "the service has the maximum number of live instances",
-                self._seconds_until_one_expires(now, None),
-            )
+    def _refuse(self, tier: Tier, message: str, retry_after: float) -> None:
+        self._metrics.refused(tier)
+        raise TooManyRequests(message, retry_after, tier)
 
-    def _seconds_until_one_expires(self, now: datetime, ip_hash: str | None) -> float:
-        expiries = [
-            t.expires_at
-            for t in self._index.tenants()
-            if t.is_live(now) and (ip_hash is None or t.ip_hash == ip_hash)
+    def _check_caps(self, now: datetime, ip_hash: str) -> None:
+        s, index, network = self._settings, self._index, network_of(ip_hash)
+        if s.per_ip_rate:
+            recent = self._recent_creations(now, ip_hash)
+            if len(recent) >= s.per_ip_rate:
+                wait = (min(recent) + RATE_WINDOW - now).total_seconds()
+                self._refuse(Tier.RATE, "too many instances created from this address", wait)
+        if s.per_ip_max_live and index.count_live(now, ip_hash) >= s.per_ip_max_live:
+            self._refuse(
+                Tier.GROUP,
+                "this address has the maximum number of live instances",
+                self._until_one_expires(now, index.soonest_expiry(now, ip_hash)),
+            )
+        in_network = index.count_live(now, network=network)
+        if s.per_network_max_live and in_network >= s.per_network_max_live:
+            self._refuse(
+                Tier.NETWORK,
+                "this network has the maximum number of live instances",
+                self._until_one_expires(now, index.soonest_expiry(now, network=network)),
+            )
+        if s.max_live_instances:
+            live = index.count_live(now)
+            open_to_all = s.max_live_instances - s.max_live_reserved
+            if live >= s.max_live_instances or (in_network and live >= open_to_all):
+                self._refuse(
+                    Tier.GLOBAL,
+                    "the service has the maximum number of live instances",
+                    self._until_one_expires(now, index.soonest_expiry(now)),
+                )
+
+    def _recent_creations(self, now: datetime, ip_hash: str) -> list[datetime]:
+        """When the group's records of the last RATE_WINDOW were created (any replica)."""
+        since = now - RATE_WINDOW
+        return [
+            t.created_at for t in self._index.tenants_of(ip_hash) if since < t.created_at <= now
         ]
-        if not expiries:
+
+    @staticmethod
+    def _until_one_expires(now: datetime, soonest: datetime | None) -> float:
+        if soonest is None:
             return 60.0
-        return max(1.0, (min(expiries) - now).total_seconds())
+        return max(1.0, (soonest - now).total_seconds())

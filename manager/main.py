@@ -20,6 +20,7 @@ from manager.auth import FailureLimiter
 from manager.context import ApiContext
 from manager.emqx_clients import ConnectedClients
 from manager.instances import InstanceService
+from manager.metrics import ManagerMetrics
 from manager.settings import ManagerSettings
 from tenants.api_keys import ApiKeyStore
 from tenants.errors import ConfigError
@@ -59,7 +60,11 @@ def _load_or_create_key(path: Path) -> bytes:
 
 @contextlib.asynccontextmanager
 async def _api_context(
-    settings: ManagerSettings, store: TenantStore, index: TenantIndex, hasher: ThreadPoolExecutor
+    settings: ManagerSettings,
+    store: TenantStore,
+    index: TenantIndex,
+    hasher: ThreadPoolExecutor,
+    metrics: ManagerMetrics,
 ) -> AsyncIterator[ApiContext]:
     """The JSON routes' context; its EMQX client and API key store closed on exit."""
     key_store: ApiKeyStore | None = api_key_store_for(store) if settings.management_api else None
@@ -73,7 +78,7 @@ async def _api_context(
             store=store,
             index=index,
             clients=clients,
-            failures=FailureLimiter(settings.auth_failure_rate),
+            failures=FailureLimiter(settings.auth_failure_rate, metrics=metrics),
             keys=keys,
             hasher=hasher,
         )
@@ -89,13 +94,14 @@ async def running_manager(
 ) -> AsyncIterator[tuple[web.AppRunner, IndexSync]]:
     """The manager listening on settings.host:port until the block exits."""
     index = TenantIndex()
+    metrics = ManagerMetrics()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="manager-hash") as hasher:
         async with (
             IndexSync(store, index) as sync,
-            _api_context(settings, store, index, hasher) as context,
+            _api_context(settings, store, index, hasher, metrics) as context,
         ):
-            service = InstanceService(settings, store, index, hash_executor=hasher)
-            app = create_app(settings, service, sync, context)
+            service = InstanceService(settings, store, index, hash_executor=hasher, metrics=metrics)
+            app = create_app(settings, service, sync, context, metrics=metrics)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
             await runner.setup()
             try:

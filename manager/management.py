@@ -55,7 +55,8 @@ def _context(request: web.Request) -> ApiContext:
 
 
 async def _body(request: web.Request) -> object:
-    body = await read_json(request, _context(request).settings.max_body_bytes)
+    settings = _context(request).settings
+    body = await read_json(request, settings.max_body_bytes, settings.body_timeout_seconds)
     if body is NO_BODY:
         raise BadRequest("a JSON body is required")
     return body

@@ -6,7 +6,7 @@ each authorized by HTTP Basic `instance_id:password`. The record is read from th
 and the password verified against its argon2 hash off the event loop; an unknown id,
 an expired instance or another instance's credentials are verified against the decoy
 hash, so every refusal costs what a wrong password costs. Failures count against the
-per-IP limit (429 with Retry-After). Errors are JSON, as on the management API; the
+per-caller-group limit (429 with Retry-After). Errors are JSON, as on the management API; the
 plain-text contract of `POST /v1/instances` is unchanged.
 """
 
@@ -17,7 +17,8 @@ import asyncio
 from aiohttp import web
 
 from manager.api_errors import ApiError, unauthorized
-from manager.auth import request_ip, require_basic
+from manager.auth import require_basic
+from manager.callers import CALLERS
 from manager.context import CONTEXT, ApiContext
 from manager.views import credentials_body, instance_detail
 from tenants.credentials import is_instance_id
@@ -35,8 +36,8 @@ def _refused() -> ApiError:
 
 async def authenticate_instance(request: web.Request, ctx: ApiContext) -> Tenant:
     """The instance named in the path, when the request carries its credentials."""
-    ip = request_ip(request, ctx.settings.trusted_proxies)
-    ctx.failures.check(ip)
+    group = request.app[CALLERS].keys(request).group
+    ctx.failures.check(group)
     credentials = require_basic(request)
     instance_id = request.match_info["instance_id"]
     tenant = await ctx.store.get(instance_id) if is_instance_id(instance_id) else None
@@ -46,7 +47,7 @@ async def authenticate_instance(request: web.Request, ctx: ApiContext) -> Tenant
     loop = asyncio.get_running_loop()
     matched = await loop.run_in_executor(ctx.hasher, verify_password, stored, credentials.secret)
     if tenant is None or not matched:
-        ctx.failures.failed(ip)
+        ctx.failures.failed(group)
         raise _refused()
     return tenant
 

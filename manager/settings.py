@@ -9,6 +9,7 @@ from pathlib import Path
 
 from manager.bootstrap_keys import BootstrapKey, load_bootstrap_file
 from manager.endpoints import Endpoints, parse_base_url, parse_wss_scheme
+from manager.networks import Prefixes
 from tenants.errors import ConfigError
 from tenants.settings import (
     EmqxApiSettings,
@@ -21,6 +22,7 @@ from tenants.settings import (
 )
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+PROXY_HEADERS = ("x-forwarded-for", "forwarded")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,17 @@ class ManagerSettings:
     emqx: EmqxApiSettings = field(default_factory=EmqxApiSettings)
     public_base_url: str = "http://localhost:8080"  # where callers reach this manager
     wss_scheme: str = "wss"  # WSS_SCHEME=ws only for a local broker without TLS
+    # Which header trusted proxies write the client into (PROXY_HEADER); the other is ignored.
+    proxy_header: str = "x-forwarded-for"
+    prefixes: Prefixes = field(default_factory=Prefixes)  # caller groups and networks
+    per_network_max_live: int = 50  # unexpired instances per network; 0 = unlimited
+    # The last live slots of MAX_LIVE_INSTANCES go only to networks holding none.
+    max_live_reserved: int = 1000
+    header_timeout_seconds: float = 10.0  # a request's headers must arrive within this
+    body_timeout_seconds: float = 10.0  # and its body within this
+    keepalive_timeout_seconds: float = 75.0  # an idle connection is closed after this
+    max_connections: int = 1000  # open HTTP connections; more are closed at once
+    ready_interval_seconds: float = 5.0  # /readyz answers from a check this recent
 
     @property
     def endpoints(self) -> Endpoints:
@@ -73,6 +86,8 @@ class ManagerSettings:
             raise ConfigError(f"MAX_TTL_SECONDS ({max_ttl}) must be >= TTL_SECONDS ({ttl})")
         public_host = env_str(env, "PUBLIC_HOST", "localhost")
         base_url = env_str(env, "PUBLIC_BASE_URL", f"http://{public_host}:{port}")
+        max_live = env_int(env, "MAX_LIVE_INSTANCES", 10000)
+        per_network, reserved = _network_caps(env, max_live)
         return cls(
             host=host,
             port=port,
@@ -83,7 +98,7 @@ class ManagerSettings:
             ttl_seconds=ttl,
             per_ip_rate=env_int(env, "PER_IP_RATE", 10),
             per_ip_max_live=env_int(env, "PER_IP_MAX_LIVE", 5),
-            max_live_instances=env_int(env, "MAX_LIVE_INSTANCES", 10000),
+            max_live_instances=max_live,
             trusted_proxies=_networks(env.get("TRUSTED_PROXIES", "")),
             ip_hash_key=key.encode() if key else None,
             request_deadline_seconds=env_float(env, "REQUEST_DEADLINE_SECONDS", 10.0, minimum=0.01),
@@ -96,6 +111,17 @@ class ManagerSettings:
             emqx=EmqxApiSettings.from_environ(env),
             public_base_url=parse_base_url(base_url),
             wss_scheme=parse_wss_scheme(env_str(env, "WSS_SCHEME", "wss")),
+            proxy_header=_proxy_header(env),
+            prefixes=_prefixes(env),
+            per_network_max_live=per_network,
+            max_live_reserved=reserved,
+            header_timeout_seconds=env_float(env, "HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.01),
+            body_timeout_seconds=env_float(env, "BODY_TIMEOUT_SECONDS", 10.0, minimum=0.01),
+            keepalive_timeout_seconds=env_float(
+                env, "KEEPALIVE_TIMEOUT_SECONDS", 75.0, minimum=0.01
+            ),
+            max_connections=env_int(env, "MAX_CONNECTIONS", 1000, minimum=1),
+            ready_interval_seconds=env_float(env, "READY_INTERVAL_SECONDS", 5.0, minimum=0.01),
         )
 
 
@@ -107,6 +133,41 @@ def _max_credentials(env: Environ) -> int:
     if value > MAX_CREDENTIALS_CAP:
         raise ConfigError(f"MAX_CREDENTIALS_PER_INSTANCE must be <= {MAX_CREDENTIALS_CAP}")
     return value
+
+
+def _proxy_header(env: Environ) -> str:
+    value = env_str(env, "PROXY_HEADER", "x-forwarded-for").lower()
+    if value not in PROXY_HEADERS:
+        raise ConfigError(f"PROXY_HEADER must be one of {', '.join(PROXY_HEADERS)}")
+    return value
+
+
+def _prefix(env: Environ, name: str, default: int, bits: int) -> int:
+    value = env_int(env, name, default)
+    if value > bits:
+        raise ConfigError(f"{name} must be a prefix length from 0 to {bits}")
+    return value
+
+
+def _prefixes(env: Environ) -> Prefixes:
+    prefixes = Prefixes(
+        ipv4_group=_prefix(env, "IPV4_GROUP_PREFIX", 32, 32),
+        ipv6_group=_prefix(env, "IPV6_GROUP_PREFIX", 64, 128),
+        ipv4_network=_prefix(env, "IPV4_NETWORK_PREFIX", 24, 32),
+        ipv6_network=_prefix(env, "IPV6_NETWORK_PREFIX", 48, 128),
+    )
+    if prefixes.ipv4_network > prefixes.ipv4_group or prefixes.ipv6_network > prefixes.ipv6_group:
+        raise ConfigError("a NETWORK_PREFIX must not be longer than its GROUP_PREFIX")
+    return prefixes
+
+
+def _network_caps(env: Environ, max_live: int) -> tuple[int, int]:
+    """PER_NETWORK_MAX_LIVE, and MAX_LIVE_RESERVED (default a tenth of the global cap)."""
+    per_network = env_int(env, "PER_NETWORK_MAX_LIVE", 50)
+    reserved = env_int(env, "MAX_LIVE_RESERVED", max_live // 10)
+    if max_live and reserved >= max_live:
+        raise ConfigError("MAX_LIVE_RESERVED must be below MAX_LIVE_INSTANCES")
+    return per_network, reserved
 
 
 def _port(env: Environ, name: str, default: int) -> int:

@@ -23,6 +23,9 @@ from tenants.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 _AFTER_ANY_ID = "\U0010ffff"
+# A record's ip_hash is the caller's network digest (this many characters) followed by
+# its group digest (manager/networks.py): the index counts both.
+NETWORK_KEY_LEN = 16
 
 Listener = Callable[[Tenant | None, Tenant | None], None]
 """Called with (before, after) for every tenant that changed; None means absent."""
@@ -32,6 +35,7 @@ class TenantIndex:
     def __init__(self) -> None:
         self._tenants: dict[str, Tenant] = {}
         self._by_ip: dict[str, set[str]] = {}
+        self._by_network: dict[str, set[str]] = {}
         # (expires_at, instance_id) of every tenant, sorted: count_live and expired_ids
         # are binary searches, not scans (the manager counts on every POST: at 100k
         # tenants a scan cost ~20 ms, under its lock; the reaper asks every second).
@@ -53,12 +57,38 @@ class TenantIndex:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def count_live(self, now: datetime, ip_hash: str | None = None) -> int:
-        """Tenants not expired at `now` (`Tenant.is_live`), of one source IP if given."""
-        if ip_hash is None:  # live: now < expires_at
+    def count_live(
+        self, now: datetime, ip_hash: str | None = None, *, network: str | None = None
+    ) -> int:
+        """Tenants not expired at `now` (`Tenant.is_live`): of one caller group if
+        `ip_hash` is given, of one network (an ip_hash's first NETWORK_KEY_LEN) if
+        `network` is, else all."""
+        if ip_hash is None and network is None:  # live: now < expires_at
             return len(self._expiries) - self._expired_count(now)
-        ids = self._by_ip.get(ip_hash, ())
-        return sum(1 for i in ids if self._tenants[i].is_live(now))
+        return len(self._live_expiries(now, ip_hash, network))
+
+    def tenants_of(self, ip_hash: str) -> list[Tenant]:
+        """The tenants of one caller group (live or not)."""
+        return [self._tenants[i] for i in self._by_ip.get(ip_hash, ())]
+
+    def soonest_expiry(
+        self, now: datetime, ip_hash: str | None = None, *, network: str | None = None
+    ) -> datetime | None:
+        """The first expiry after `now` among the tenants count_live counts."""
+        if ip_hash is None and network is None:
+            first = self._expired_count(now)
+            return self._expiries[first][0] if first < len(self._expiries) else None
+        return min(self._live_expiries(now, ip_hash, network), default=None)
+
+    def _live_expiries(
+        self, now: datetime, ip_hash: str | None, network: str | None
+    ) -> list[datetime]:
+        if network is not None:
+            ids = self._by_network.get(network, set())
+        else:
+            ids = self._by_ip.get(ip_hash or "", set())
+        tenants = (self._tenants[i] for i in ids)
+        return [t.expires_at for t in tenants if t.is_live(now)]
 
     def expired_ids(self, now: datetime) -> list[str]:
         """Instance ids expired at `now` (`Tenant.is_expired`), soonest-expired first
@@ -100,17 +130,16 @@ class TenantIndex:
     def _set(self, instance_id: str, after: Tenant | None) -> None:
         before = self._tenants.get(instance_id)
         if before is not None and before.ip_hash:
-            ids = self._by_ip.get(before.ip_hash)
-            if ids is not None:
-                ids.discard(instance_id)
-                if not ids:
-                    del self._by_ip[before.ip_hash]
+            _discard(self._by_ip, before.ip_hash, instance_id)
+            _discard(self._by_network, before.ip_hash[:NETWORK_KEY_LEN], instance_id)
         if after is None:
             self._tenants.pop(instance_id, None)
         else:
             self._tenants[instance_id] = after
             if after.ip_hash:
                 self._by_ip.setdefault(after.ip_hash, set()).add(instance_id)
+                network = after.ip_hash[:NETWORK_KEY_LEN]
+                self._by_network.setdefault(network, set()).add(instance_id)
         if not self._bulk:
             if before is not None:
                 expiries = self._expiries
@@ -123,6 +152,14 @@ class TenantIndex:
                     listener(before, after)
                 except Exception:
                     log.exception("tenant index listener failed")
+
+
+def _discard(groups: dict[str, set[str]], key: str, instance_id: str) -> None:
+    ids = groups.get(key)
+    if ids is not None:
+        ids.discard(instance_id)
+        if not ids:
+            del groups[key]
 
 
 class IndexSync:

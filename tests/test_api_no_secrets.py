@@ -126,4 +126,4 @@ async def test_no_route_leaks_a_secret(store: TenantStore, tmp_path: Path) -> No
         ("POST", "/api/v1/api_keys"),
     }
     assert issuers == one_time
-    assert len(walked) == len(routes) == 34  # 11 GET (+ HEAD), 7 POST, 1 PUT, 4 DELETE
+    assert len(walked) == len(routes) == 36  # 12 GET (+ HEAD), 7 POST, 1 PUT, 4 DELETE

@@ -25,6 +25,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from manager.networks import Prefixes
+from manager.settings import ManagerSettings
 from tests.test_emqx_config import (
     ACL_FILE_60,
     ACL_FILE_61,
@@ -246,6 +248,43 @@ def test_processes_get_the_settings_they_read(helm: str) -> None:
     assert "EXHOOK_TLS_CERT" not in exhook
     for name, key in (("EMQX_API_KEY", "api-key"), ("EMQX_API_SECRET", "api-secret")):
         assert exhook[name]["secretKeyRef"] == {"name": f"{RELEASE}-emqx-api", "key": key}
+
+
+PRIVATE_RANGES = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
+
+
+def test_trusted_proxies_fit_the_charts_own_ingress(helm: str) -> None:
+    """Behind the chart's Ingress every caller must not be the controller's address."""
+
+    def trusted(*sets: str) -> str:
+        objects = render(helm, *sets)
+        value: str = env_of(deployment(objects, "manager"), objects)["TRUSTED_PROXIES"]
+        return value
+
+    assert trusted() == ""  # no Ingress: the peer is the caller, headers are ignored
+    assert trusted(*SCENARIOS["ingress"]) == PRIVATE_RANGES
+    # A LoadBalancer Service is reachable from outside: a private range is no proxy there.
+    assert trusted("ingress.enabled=true", 'manager.service.type="LoadBalancer"') == ""
+    explicit = 'manager.trustedProxies="10.1.0.0/16"'
+    assert trusted("ingress.enabled=true", explicit) == "10.1.0.0/16"
+
+
+@pytest.mark.parametrize("name", ["defaults", "ingress"])
+def test_manager_settings_of_the_chart_parse(helm: str, name: str) -> None:
+    objects = scenario(helm, name)
+    env = env_of(deployment(objects, "manager"), objects)
+    plain = {k: v for k, v in env.items() if isinstance(v, str)}
+    secrets = {"IP_HASH_KEY": "k" * 16, "EMQX_API_KEY": "key", "EMQX_API_SECRET": "secret"}
+    settings = ManagerSettings.from_environ({**plain, **secrets})
+    assert settings.per_network_max_live == 50
+    assert settings.max_live_reserved == 1000
+    assert settings.prefixes == Prefixes()
+    assert settings.proxy_header == "x-forwarded-for"
+    assert settings.header_timeout_seconds == settings.body_timeout_seconds == 10.0
+    assert settings.keepalive_timeout_seconds == 75.0
+    assert settings.max_connections == 1000
+    assert settings.ready_interval_seconds == 5.0
+    assert len(settings.trusted_proxies) == (5 if name == "ingress" else 0)
 
 
 def test_management_api_is_off_by_default_and_wired_when_on(helm: str) -> None:

@@ -102,3 +102,14 @@ imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* TRUSTED_PROXIES: the value, or behind the chart's own Ingress (a ClusterIP Service,
+so only in-cluster peers reach the manager) every private range the ingress controller's
+pods may have. */}}
+{{- define "zero-emqx.trustedProxies" -}}
+{{- if .Values.manager.trustedProxies -}}
+{{- .Values.manager.trustedProxies -}}
+{{- else if and .Values.ingress.enabled (eq .Values.manager.service.type "ClusterIP") -}}
+10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7
+{{- end -}}
+{{- end -}}
