@@ -20,12 +20,14 @@ from manager.auth import management_auth
 from manager.bodies import NO_BODY, read_json
 from manager.callers import CALLERS, Callers, UntrustedForwardingWarner
 from manager.console import add_console_routes
+from manager.connections import ConnectionGuard
 from manager.context import CONTEXT, ApiContext
 from manager.instances import BadRequest, Created, CreateRequest, InstanceService, TooManyRequests
 from manager.management import add_management_routes
 from manager.metrics import METRICS, ManagerMetrics, metrics_route
 from manager.openapi import add_openapi_route
 from manager.rate_limit import retry_after_header
+from manager.readiness import READINESS, Readiness, readyz
 from manager.self_service import add_self_service_routes
 from manager.settings import ManagerSettings
 from manager.skill import add_skill_route
@@ -58,6 +60,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status == 413:
             return _text(413, "request body too large")
+        if exc.keep_alive is False:  # a body that did not arrive in time (408): close
+            closing = _text(exc.status, exc.text or exc.reason)
+            closing.force_close()
+            return closing
         if exc.status >= 400 and exc.text and not exc.text.endswith("\n"):
             exc.text = exc.text + "\n"
         raise
@@ -109,19 +115,6 @@ async def healthz(request: web.Request) -> web.Response:
     return _text(200, "ok")
 
 
-async def readyz(request: web.Request) -> web.Response:
-    sync = request.app[SYNC]
-    if not sync.index.synced:
-        return _text(503, "tenant index not synced yet")
-    try:
-        async with asyncio.timeout(2.0):
-            await sync.store.ping()
-    except (StoreError, TimeoutError) as exc:
-        log.warning("not ready: tenant store unreachable: %s", exc)
-        return _text(503, "tenant store unreachable")
-    return _text(200, "ready")
-
-
 def create_app(
     settings: ManagerSettings,
     service: InstanceService,
@@ -130,11 +123,14 @@ def create_app(
     *,
     metrics: ManagerMetrics | None = None,
     callers: Callers | None = None,
+    guard: ConnectionGuard | None = None,
+    readiness: Readiness,
 ) -> web.Application:
     """The manager app. The caller owns the store, the index sync, the service and the
     context's resources. The management API is there when `context.keys` is set."""
     callers = callers or Callers(settings, UntrustedForwardingWarner())
-    middlewares: list[Middleware] = [
+    middlewares: list[Middleware] = [] if guard is None else [guard.middleware()]
+    middlewares += [
         error_middleware,
         json_errors(settings.request_deadline_seconds),
     ]
@@ -149,6 +145,7 @@ def create_app(
     app[CONTEXT] = context
     app.router.add_post("/v1/instances", create_instance)
     app.router.add_get("/healthz", healthz)
+    app[READINESS] = readiness
     app.router.add_get("/readyz", readyz)
     add_skill_route(app, settings)
     add_console_routes(app, settings)

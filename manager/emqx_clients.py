@@ -68,6 +68,21 @@ class ConnectedClients:
             return None
         return count
 
+    @property
+    def enabled(self) -> bool:
+        return self._client is not None
+
+    async def reachable(self) -> bool:
+        """EMQX's REST API answers the manager's key: `GET /clients?limit=1` is 200
+        (apps/emqx_management/src/emqx_mgmt_api_clients.erl `clients/2`, tag 6.2.2)."""
+        if self._client is None:
+            return True
+        try:
+            response = await self._client.get("/clients", params={"limit": 1, "page": 1})
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()

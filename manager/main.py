@@ -17,10 +17,12 @@ from aiohttp import web
 from manager.api_keys import ApiKeyService
 from manager.app import create_app
 from manager.auth import FailureLimiter
+from manager.connections import ConnectionGuard, GuardedSite
 from manager.context import ApiContext
 from manager.emqx_clients import ConnectedClients
 from manager.instances import InstanceService
 from manager.metrics import ManagerMetrics
+from manager.readiness import Readiness
 from manager.settings import ManagerSettings
 from tenants.api_keys import ApiKeyStore
 from tenants.errors import ConfigError
@@ -99,13 +101,38 @@ async def running_manager(
         async with (
             IndexSync(store, index) as sync,
             _api_context(settings, store, index, hasher, metrics) as context,
+            Readiness(
+                sync,
+                context.clients.reachable if context.clients.enabled else None,
+                interval=settings.ready_interval_seconds,
+            ) as readiness,
         ):
             service = InstanceService(settings, store, index, hash_executor=hasher, metrics=metrics)
-            app = create_app(settings, service, sync, context, metrics=metrics)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+            guard = ConnectionGuard(
+                max_connections=settings.max_connections,
+                header_timeout=settings.header_timeout_seconds,
+            )
+            app = create_app(
+                settings,
+                service,
+                sync,
+                context,
+                metrics=metrics,
+                guard=guard,
+                readiness=readiness,
+            )
+            runner = web.AppRunner(
+                app,
+                access_log=None,
+                shutdown_timeout=5.0,
+                keepalive_timeout=settings.keepalive_timeout_seconds,
+                # After an early answer (413, 408) the unread rest of the body is read
+                # and dropped for at most this long, so the client sees the answer.
+                lingering_time=settings.body_timeout_seconds,
+            )
             await runner.setup()
             try:
-                site = web.TCPSite(runner, settings.host, settings.port)
+                site = GuardedSite(runner, guard, host=settings.host, port=settings.port)
                 await site.start()
                 log.info(
                     "manager listening on %s:%s (management API %s)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Mapping
@@ -58,3 +59,16 @@ async def manager_for(
         url = f"http://{host}:{port}"
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             yield RunningManager(client, sync, settings, runner.app, url)
+
+
+async def readyz_until(m: RunningManager, status: int, text: str = "") -> httpx.Response:
+    """GET /readyz until it answers `status` (and `text`); each answer comes from the
+    manager's last readiness check, which runs in the background."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10.0
+    while True:
+        response = await m.client.get("/readyz")
+        if response.status_code == status and response.text.startswith(text):
+            return response
+        assert loop.time() < deadline, f"/readyz stayed {response.status_code}"
+        await asyncio.sleep(0.05)

@@ -19,7 +19,7 @@ from tenants.hashing import verify_password
 from tenants.local_store import LocalStore
 from tenants.record import parse_time, utc_now
 from tenants.store import TenantStore
-from tests.manager_client import BASE_ENV, manager_for
+from tests.manager_client import BASE_ENV, manager_for, readyz_until
 
 ID_RE = re.compile(r"^emqx-[0-9a-f]{16}$")
 PASSWORD_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -281,7 +281,7 @@ async def test_health_and_readiness(tmp_path: Path) -> None:
     try:
         async with manager_for(store) as m:
             assert (await m.client.get("/healthz")).status_code == 200
-            assert (await m.client.get("/readyz")).status_code == 200
+            await readyz_until(m, 200, "ready")
     finally:
         await store.close()
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.fakes.kubernetes_api import FakeKubernetesApi, running_kubernetes_api, store_for
-from tests.manager_client import manager_for
+from tests.manager_client import manager_for, readyz_until
 
 
 @pytest.fixture
@@ -75,14 +75,13 @@ async def test_missing_rbac_is_500_with_the_verb_in_the_log(
 async def test_readyz_follows_the_store(api: FakeKubernetesApi) -> None:
     store = store_for(api, timeout_seconds=1.0)
     try:
-        async with manager_for(store) as m:
-            assert (await m.client.get("/readyz")).status_code == 200
+        async with manager_for(store, {"READY_INTERVAL_SECONDS": "0.1"}) as m:
+            await readyz_until(m, 200, "ready")
             await api.set_down(True)
-            response = await m.client.get("/readyz")
-            assert response.status_code == 503
+            await readyz_until(m, 503, "tenant store unreachable")
             assert (await m.client.get("/healthz")).status_code == 200
             await api.set_down(False)
-            assert (await m.client.get("/readyz")).status_code == 200
+            await readyz_until(m, 200, "ready")
     finally:
         await store.close()
 
