@@ -19,8 +19,8 @@ from manager.api_errors import json_errors
 from manager.auth import management_auth
 from manager.bodies import NO_BODY, read_json
 from manager.callers import CALLERS, Callers, UntrustedForwardingWarner
-from manager.console import add_console_routes
 from manager.connections import ConnectionGuard
+from manager.console import add_console_routes
 from manager.context import CONTEXT, ApiContext
 from manager.instances import BadRequest, Created, CreateRequest, InstanceService, TooManyRequests
 from manager.management import add_management_routes

@@ -27,7 +27,8 @@ from tests.conftest import make_tenant
 from tests.manager_client import ADMIN, basic, keys_file, manager_for
 
 COMMITTED = Path(__file__).resolve().parents[1] / "manager" / "openapi.json"
-UNDOCUMENTED = {"/healthz", "/readyz", "/metrics", "/api-docs", "/", "/static/{name}"}  # not the API
+# Not the API:
+UNDOCUMENTED = {"/healthz", "/readyz", "/metrics", "/api-docs", "/", "/static/{name}"}
 EXAMPLES_PER_OPERATION = 12
 CHECKS = [
     not_a_server_error,
