@@ -14,6 +14,8 @@ Contract, as read in emqx/emqx tag 6.2.2:
   (`hoconsc:array(binary())`, also in 6.0.3 and e6.0.1): repeated, it lists the clients
   of any of those usernames.
 - `POST /clients/kickout/bulk` with a JSON array of client ids: 204.
+- `get_json` reads the effective settings (exhook/emqx_settings.py names the routes):
+  scope `system` (`/configs`, `/listeners`) or `access_control` (`/authorization`).
 - 401 `BAD_API_KEY_OR_SECRET` for a wrong key/secret, 403 `UNAUTHORIZED_ROLE` for a key
   without the path's scope (`apps/emqx_dashboard/src/emqx_dashboard.erl`).
 
@@ -93,7 +95,11 @@ class EmqxApi(Protocol):
     async def ping(self) -> None: ...
 
 
-_SCOPES = {"/mt": "cluster_operations", "/clients": "connections"}
+_SCOPES = {
+    "/mt": "cluster_operations",
+    "/clients": "connections",
+    "/authorization": "access_control",  # emqx_authz_api_*.erl scopes/0
+}  # anything else (/configs, /listeners): "system"
 
 
 def _scope_for(path: str) -> str:
@@ -264,6 +270,15 @@ class HttpxEmqxApi:
                     f"EMQX API refused to {what}: {response.status_code} {_describe(response)}"
                 )
         return Outcome.DONE
+
+    async def get_json(self, path: str, what: str) -> Any:
+        """A GET whose answer must be 200 with a JSON body (exhook.emqx_settings)."""
+        response = await self._call("GET", path, ok=(200,), what=what)
+        if response.status_code != 200:
+            raise EmqxRequestError(
+                f"EMQX API cannot {what}: {response.status_code} {_describe(response)}"
+            )
+        return _json(response, what)
 
     async def ping(self) -> None:
         response = await self._call("GET", "/status", ok=(200,), what="report its status")

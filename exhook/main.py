@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from exhook.emqx_api import EmqxApi, HttpxEmqxApi
+from exhook.emqx_settings import EmqxSettingsCheck
 from exhook.lifecycle import Lifecycle, LifecycleSettings
 from exhook.server import ExhookRuntime
 from exhook.settings import ExhookSettings
@@ -30,13 +31,18 @@ async def serve(
     api_settings = api_settings or EmqxApiSettings()
     async with contextlib.AsyncExitStack() as stack:
         api: EmqxApi | None = None
+        check: EmqxSettingsCheck | None = None
         if api_settings.enabled:
-            api = await stack.enter_async_context(HttpxEmqxApi(api_settings))
+            httpx_api = await stack.enter_async_context(HttpxEmqxApi(api_settings))
+            api = httpx_api
+            check = EmqxSettingsCheck(httpx_api, interval=settings.settings_check_interval)
+        else:
+            log.warning("EMQX_API_URL is not set: EMQX's settings are not checked, no kicks")
 
         def lifecycle(runtime: ExhookRuntime) -> Lifecycle:
             work = Lifecycle(store, runtime.index, runtime.sync, api, lifecycle_settings)
             runtime.metrics.watch_lifecycle(work)
             return work
 
-        async with ExhookRuntime(settings, store, attach=[lifecycle]):
+        async with ExhookRuntime(settings, store, attach=[lifecycle], settings_check=check):
             await stop.wait()

@@ -21,6 +21,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from exhook.emqx_settings import EmqxSettingsCheck
 from exhook.lookup import StoreLookup
 from exhook.observability import ExhookMetrics, create_http_app
 from exhook.service import SERVICE_NAME, Clock, HookProvider, add_to_server, utc_clock
@@ -115,6 +116,7 @@ def create_server(
     clock: Clock = utc_clock,
     options: tuple[tuple[str, int], ...] | None = None,
     lookup: StoreLookup | None = None,
+    settings_check: EmqxSettingsCheck | None = None,
 ) -> GrpcServer:
     """Build the server and bind `settings.addr` (TLS when cert and key are set);
     `options` default to `server_options(settings)`."""
@@ -126,6 +128,7 @@ def create_server(
         metrics=metrics,
         clock=clock,
         lookup=lookup,
+        settings_ok=(lambda: True) if settings_check is None else (lambda: settings_check.ok),
     )
     add_to_server(provider, server)
     health_servicer = health.aio.HealthServicer()
@@ -162,8 +165,10 @@ class ExhookRuntime:
         verify_fn: VerifyFn = verify_password,
         clock: Clock = utc_clock,
         attach: Sequence[Attachment] = (),
+        settings_check: EmqxSettingsCheck | None = None,
     ) -> None:
         self.settings = settings
+        self.settings_check = settings_check
         self.index = TenantIndex()
         self.sync = IndexSync(store, self.index)
         self.metrics = ExhookMetrics()
@@ -187,8 +192,10 @@ class ExhookRuntime:
         return 0 if self.grpc is None else self.grpc.port
 
     def ready(self) -> bool:
-        """Ready once the index has synced, until shutdown begins."""
-        return self.index.synced and not self._stopping
+        """Ready once the index has synced and while EMQX's settings are right (when they
+        are checked), until shutdown begins."""
+        check = self.settings_check
+        return self.index.synced and not self._stopping and (check is None or check.ok)
 
     async def __aenter__(self) -> ExhookRuntime:
         # Started in this order, stopped in reverse by the exit stack: readiness off
@@ -200,6 +207,8 @@ class ExhookRuntime:
             for context in attached:
                 await stack.enter_async_context(context)
             await self._start_http(stack)
+            if self.settings_check is not None:  # checked once before the first CONNECT
+                await stack.enter_async_context(self.settings_check)
             self.grpc = create_server(
                 self.settings,
                 self.index,
@@ -207,6 +216,7 @@ class ExhookRuntime:
                 self.metrics,
                 clock=self._clock,
                 lookup=self.lookup,
+                settings_check=self.settings_check,
             )
             await self.grpc.start()
             stack.push_async_callback(self._stop_grpc, self.grpc)

@@ -45,6 +45,14 @@ log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Clock = Callable[[], datetime]
+Gate = Callable[[], bool]
+"""Whether EMQX's effective settings are right (exhook.emqx_settings): while not, every
+CONNECT is refused."""
+
+
+def always_open() -> bool:
+    return True
+
 
 _EMPTY = pb.EmptySuccess()
 _IGNORE = pb.ValuedResponse(type=pb.ValuedResponse.IGNORE)
@@ -105,8 +113,10 @@ class HookProvider:
         metrics: ExhookMetrics,
         clock: Clock = utc_clock,
         lookup: StoreLookup | None = None,
+        settings_ok: Gate = always_open,
     ) -> None:
         self._index = index
+        self._settings_ok = settings_ok
         self._lookup = lookup
         self._verifier = verifier
         self._metrics = metrics
@@ -144,9 +154,12 @@ class HookProvider:
         info = request.clientinfo
         user = Username.parse(info.username)
         try:
-            decision = await self._authenticate(
-                user, info.username, info.password, info.clientid, context
-            )
+            if not self._settings_ok():  # EMQX would not isolate this client: nobody
+                decision = deny(Reason.BAD_SETTINGS)
+            else:
+                decision = await self._authenticate(
+                    user, info.username, info.password, info.clientid, context
+                )
         except Exception:
             log.exception("authenticate failed for %s", loggable_user(user, info.username))
             decision = deny(Reason.INTERNAL_ERROR)

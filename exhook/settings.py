@@ -43,6 +43,9 @@ class ExhookSettings:
     # EXHOOK_PROCESSES: ExHook processes run on this `addr` (one per core, each started on
     # its own with its own EXHOOK_HTTP_ADDR); > 1 sets SO_REUSEPORT so that they share it.
     processes: int = 1
+    # EMQX_SETTINGS_CHECK_SECONDS: how often EMQX's effective settings are read (with
+    # EMQX_API_URL; exhook/emqx_settings.py); every 2 s while one is wrong.
+    settings_check_interval: float = 30.0
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -88,6 +91,9 @@ class ExhookSettings:
             shutdown_grace=env_float(env, "EXHOOK_SHUTDOWN_GRACE_SECONDS", 5.0),
             lookup_rate=env_float(env, "EXHOOK_LOOKUP_RATE", 20.0),
             processes=env_int(env, "EXHOOK_PROCESSES", 1, minimum=1),
+            settings_check_interval=env_float(
+                env, "EMQX_SETTINGS_CHECK_SECONDS", 30.0, minimum=0.1
+            ),
         )
 
     def read_tls(self) -> tuple[bytes, bytes] | None:

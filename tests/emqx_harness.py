@@ -36,6 +36,7 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from exhook.emqx_settings import EmqxSettingsCheck
 from exhook.server import Attachment, ExhookRuntime
 from exhook.service import Clock, utc_clock
 from exhook.settings import ExhookSettings
@@ -310,12 +311,18 @@ async def running_exhook(
     synced: bool = True,
     version: str = "6.2.2",
     attach: Sequence[Attachment] = (),
+    settings_check: EmqxSettingsCheck | None = None,
     **overrides: Any,
 ) -> AsyncIterator[tuple[ExhookRuntime, FakeEmqx]]:
-    """The real runtime on `store` (with `attach`ed work such as the lifecycle) and an
-    EMQX client connected to it."""
+    """The real runtime on `store` (with `attach`ed work such as the lifecycle, and the
+    check of EMQX's settings when given) and an EMQX client connected to it."""
     async with ExhookRuntime(
-        exhook_settings(**overrides), store, verify_fn=verify_fn, clock=clock, attach=attach
+        exhook_settings(**overrides),
+        store,
+        verify_fn=verify_fn,
+        clock=clock,
+        attach=attach,
+        settings_check=settings_check,
     ) as runtime:
         if synced:
             assert await runtime.sync.wait_synced(10), "the index did not sync"

@@ -160,6 +160,7 @@ def test_settings_from_environ() -> None:
     assert settings.verify_cache_size == 100_000
     assert settings.verify_queue_timeout == 2.0
     assert settings.unknown_user_action is UnknownUserAction.DENY
+    assert settings.settings_check_interval == 30.0
     assert not settings.tls
     custom = ExhookSettings.from_environ(
         {
@@ -169,6 +170,7 @@ def test_settings_from_environ() -> None:
             "VERIFY_WORKERS": "3",
             "VERIFY_CACHE_SIZE": "0",
             "VERIFY_QUEUE_TIMEOUT_SECONDS": "0.5",
+            "EMQX_SETTINGS_CHECK_SECONDS": "5",
             "EXHOOK_TLS_CERT": "/c.pem",
             "EXHOOK_TLS_KEY": "/k.pem",
         }
@@ -178,6 +180,7 @@ def test_settings_from_environ() -> None:
     assert custom.unknown_user_action is UnknownUserAction.IGNORE
     assert (custom.verify_workers, custom.verify_cache_size) == (3, 0)
     assert custom.verify_queue_timeout == 0.5
+    assert custom.settings_check_interval == 5.0
     assert custom.tls
 
 
@@ -194,6 +197,7 @@ def test_settings_from_environ() -> None:
         ({"VERIFY_CACHE_SIZE": "-1"}, "VERIFY_CACHE_SIZE"),
         ({"VERIFY_QUEUE_TIMEOUT_SECONDS": "0"}, "VERIFY_QUEUE_TIMEOUT_SECONDS"),
         ({"EXHOOK_SHUTDOWN_GRACE_SECONDS": "soon"}, "EXHOOK_SHUTDOWN_GRACE_SECONDS"),
+        ({"EMQX_SETTINGS_CHECK_SECONDS": "0"}, "EMQX_SETTINGS_CHECK_SECONDS"),
     ],
 )
 def test_bad_settings_are_config_errors(environ: dict[str, str], message: str) -> None:

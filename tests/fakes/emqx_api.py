@@ -11,7 +11,11 @@ ExHook's lifecycle makes, following EMQX 6.2.2's contract:
 - `POST /mt/ns/{ns}/kick_all_clients`: 202, 409 while a kick runs, 404 unknown namespace;
 - the kicker removes the namespace's clients asynchronously, after `kick_delay`;
 - `GET /clients?username=&page=&limit=` and `POST /clients/kickout/bulk` (204);
-- `GET /status` (no auth, as in EMQX).
+- `GET /status` (no auth, as in EMQX);
+- the settings routes of tests/fakes/emqx_config_api.py (`config`: our emqx-config/ for
+  `version` unless a test changes it), scopes `system` (`emqx_mgmt_api_configs.erl`,
+  `emqx_mgmt_api_listeners.erl` `scopes/0`) and `access_control`
+  (`emqx_authz_api_settings.erl`, `emqx_authz_api_sources.erl` `scopes/0`).
 
 Test hooks: `connect()` (a client session; its namespace, the first 21 characters of the
 username as our `client_attrs_init` says, is auto-created, as EMQX does on
@@ -36,8 +40,16 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from tests.fakes.emqx_config_api import FakeEmqxConfig
+
 API = "/api/v5"
-_SCOPES = {"/mt/": "cluster_operations", "/clients": "connections"}
+_SCOPES = {
+    "/mt/": "cluster_operations",
+    "/clients": "connections",
+    "/configs": "system",
+    "/listeners": "system",
+    "/authorization": "access_control",
+}
 
 
 @dataclass(frozen=True)
@@ -66,8 +78,11 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 class FakeEmqxApi:
-    def __init__(self, key: str, secret: str, *, kick_delay: float = 0.05) -> None:
+    def __init__(
+        self, key: str, secret: str, *, kick_delay: float = 0.05, version: str = "6.2.2"
+    ) -> None:
         self.key = key
+        self.config = FakeEmqxConfig.ours(version)
         self.secret = secret
         self.kick_delay = kick_delay
         self.calls: list[Call] = []
@@ -99,6 +114,7 @@ class FakeEmqxApi:
         app.router.add_post(API + "/mt/ns/{ns}/kick_all_clients", self._kick_all)
         app.router.add_get(API + "/clients", self._list_clients)
         app.router.add_post(API + "/clients/kickout/bulk", self._kickout_bulk)
+        self.config.add_routes(app.router, API)
         runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self._port)
