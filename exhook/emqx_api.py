@@ -5,8 +5,6 @@ Contract, as read in emqx/emqx tag 6.2.2:
 - `DELETE /mt/ns/{ns}` (`apps/emqx_mt/src/emqx_mt_api.erl`, scope `cluster_operations`)
   answers 204 whether or not the namespace exists, and starts EMQX's asynchronous kicker
   for the namespace's clients; 404 only comes from a cluster without the `/mt` routes.
-- `POST /mt/ns/{ns}/kick_all_clients`: 202 started, 409 "Kick process already underway",
-  404 "Namespace not found".
 - `GET /mt/ns_list?last_ns=&limit=`: a JSON array of names in key order; `last_ns` is an
   exclusive cursor.
 - `GET /clients?username=&page=&limit=` (`emqx_mgmt_api_clients.erl`, scope `connections`):
@@ -16,6 +14,14 @@ Contract, as read in emqx/emqx tag 6.2.2:
 - `POST /clients/kickout/bulk` with a JSON array of client ids: 204.
 - `get_json` reads the effective settings (exhook/emqx_settings.py names the routes):
   scope `system` (`/configs`, `/listeners`) or `access_control` (`/authorization`).
+- `GET /mqtt/retainer/messages?topic=<filter>&page=&limit=` (`emqx_retainer_api.erl`
+  `lookup_retained/2`, scope `connections`): `{"data": [{"topic", "publish_at", ...}],
+  "meta": {"page", "limit", "hasnext"}}`, oldest first (`emqx_retainer_mnesia:page_read/5`
+  sorts by timestamp), expired messages left out; no `count` with a topic filter.
+- `DELETE /mqtt/retainer/message/{topic}` (`with_topic/2`): 204 after deleting every
+  retained message matching the URL-encoded topic or filter (`<ns>/#`;
+  `emqx_retainer_mnesia:delete_message/2` walks the matches of a wildcard), 404 when
+  nothing matches; 400 with a retainer backend other than the built-in database.
 - 401 `BAD_API_KEY_OR_SECRET` for a wrong key/secret, 403 `UNAUTHORIZED_ROLE` for a key
   without the path's scope (`apps/emqx_dashboard/src/emqx_dashboard.erl`).
 
@@ -43,6 +49,8 @@ NS_PAGE_SIZE = 500  # ns_list has no enforced maximum in 6.2.2; stay well under 
 CLIENT_PAGE_SIZE = 1000  # /clients allows up to 10000
 KICK_BATCH = 1000
 MAX_CLIENT_PAGES = 1000
+RETAINED_PAGE_SIZE = 1000
+MAX_RETAINED_PAGES = 1000
 
 
 class Outcome(StrEnum):
@@ -80,10 +88,21 @@ class EmqxClient:
     connected_at: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RetainedMessage:
+    """One row of `GET /mqtt/retainer/messages` (the mounted topic, `<ns>/...`)."""
+
+    topic: str
+    publish_at: str = ""
+
+
+def instance_filter(instance_id: str) -> str:
+    """Every retained topic of an instance: EMQX stores them mounted, `<id>/...`."""
+    return f"{instance_id}/#"
+
+
 class EmqxApi(Protocol):
     async def delete_namespace(self, ns: str) -> Outcome: ...
-
-    async def kick_namespace(self, ns: str) -> Outcome: ...
 
     def list_namespaces(self) -> AsyncIterator[str]: ...
 
@@ -92,12 +111,20 @@ class EmqxApi(Protocol):
 
     async def kick_clients(self, clientids: Sequence[str]) -> Outcome: ...
 
+    async def list_retained(self, topic_filter: str | None = None) -> list[RetainedMessage]:
+        """The retained messages matching `topic_filter` (all without one), oldest first."""
+
+    async def delete_retained(self, topic: str) -> Outcome:
+        """Delete the retained messages matching `topic` (a name or a filter): DONE, or
+        GONE when nothing matched."""
+
     async def ping(self) -> None: ...
 
 
 _SCOPES = {
     "/mt": "cluster_operations",
     "/clients": "connections",
+    "/mqtt": "connections",  # /mqtt/retainer: emqx_retainer_api.erl scopes/0
     "/authorization": "access_control",  # emqx_authz_api_*.erl scopes/0
 }  # anything else (/configs, /listeners): "system"
 
@@ -197,12 +224,6 @@ class HttpxEmqxApi:
         response = await self._call("DELETE", path, ok=(200, 204), what=f"delete namespace {ns}")
         return self._outcome(response)
 
-    async def kick_namespace(self, ns: str) -> Outcome:
-        path = f"/mt/ns/{quote(ns, safe='')}/kick_all_clients"
-        what = f"kick the clients of namespace {ns}"
-        response = await self._call("POST", path, ok=(200, 202, 204), what=what)
-        return self._outcome(response)
-
     async def list_namespaces(self) -> AsyncIterator[str]:
         last: str | None = None
         while True:
@@ -279,6 +300,39 @@ class HttpxEmqxApi:
                 f"EMQX API cannot {what}: {response.status_code} {_describe(response)}"
             )
         return _json(response, what)
+
+    async def list_retained(self, topic_filter: str | None = None) -> list[RetainedMessage]:
+        messages: list[RetainedMessage] = []
+        what = f"list the retained messages of {topic_filter or 'every topic'}"
+        for page in range(1, MAX_RETAINED_PAGES + 1):
+            params: dict[str, str | int] = {"page": page, "limit": RETAINED_PAGE_SIZE}
+            if topic_filter is not None:
+                params["topic"] = topic_filter
+            response = await self._call(
+                "GET", "/mqtt/retainer/messages", ok=(200,), what=what, params=params
+            )
+            if response.status_code != 200:
+                raise EmqxRequestError(f"EMQX API cannot {what}: {response.status_code}")
+            body = _json(response, "retained message list")
+            data = body.get("data") if isinstance(body, dict) else None
+            meta = body.get("meta") if isinstance(body, dict) else None
+            if not isinstance(data, list) or not isinstance(meta, dict):
+                raise EmqxRequestError("EMQX retained message list has no data/meta")
+            for row in data:
+                if not isinstance(row, dict) or not isinstance(row.get("topic"), str):
+                    raise EmqxRequestError("EMQX retained message row without a topic")
+                messages.append(RetainedMessage(row["topic"], str(row.get("publish_at") or "")))
+            if not meta.get("hasnext") or not data:
+                break
+        return messages
+
+    async def delete_retained(self, topic: str) -> Outcome:
+        path = f"/mqtt/retainer/message/{quote(topic, safe='')}"
+        what = f"delete the retained messages of {topic}"
+        response = await self._call("DELETE", path, ok=(200, 204), what=what)
+        if response.status_code == 409:
+            raise EmqxRequestError(f"EMQX API refused to {what}: 409 {_describe(response)}")
+        return self._outcome(response)
 
     async def ping(self) -> None:
         response = await self._call("GET", "/status", ok=(200,), what="report its status")

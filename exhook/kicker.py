@@ -5,8 +5,20 @@ keeps at most one job per subject (an instance id, or a scoped credential's user
 runs them on a fixed number of workers and retries each with exponential backoff until
 EMQX lists no session it must end. A job on an instance lists the clients of the instance
 id and of every scoped username it was given (EMQX's namespace kick covers them too, but
-only with emqx_mt). Jobs are never dropped, except a removal for a tenant that is live
-again.
+only with emqx_mt, and misses resumed sessions before 6.2.4).
+
+A removal runs in this order (research/emqx.md §13.2): delete the namespace (once), kick
+by username until none is listed, then purge the instance's retained messages
+(`<id>/#`: after the clients, since a kick publishes their wills, which may be retained),
+until EMQX answers that nothing matches.
+
+Before each kick the job checks that its reason still holds: the record is still gone
+(REMOVE), still paused (PAUSE), the credential still absent (REVOKE); a job whose reason
+is gone is dropped. A password change (REAUTH) ends only sessions EMQX says connected
+before the change plus `rotation_grace` seconds, and keeps listing until that window is
+over, so that a session authenticated with the old password just before the change and
+registered by EMQX just after the first listing is ended too. Jobs are never dropped
+otherwise.
 """
 
 from __future__ import annotations
@@ -19,10 +31,10 @@ import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from exhook.emqx_api import EmqxApi, EmqxApiError, EmqxClient
+from exhook.emqx_api import EmqxApi, EmqxApiError, EmqxClient, Outcome, instance_filter
 from tenants.credentials import parse_username
 from tenants.errors import InvalidRecord, StoreError
 from tenants.index import TenantIndex
@@ -97,19 +109,36 @@ def backoff_delay(failures: int, initial: float, maximum: float, jitter: float =
 
 
 def sessions_to_end(
-    kind: JobKind, clients: Sequence[EmqxClient], snapshot: frozenset[tuple[str, str]] | None
+    kind: JobKind, clients: Sequence[EmqxClient], cutoff: datetime | None
 ) -> list[EmqxClient]:
-    """REAUTH ends only the sessions seen when the job began (a reconnect with the new
-    password is a new session); REVOKE, PAUSE and REMOVE end every session listed."""
-    if kind is JobKind.REAUTH and snapshot is not None:
-        return [c for c in clients if (c.clientid, c.connected_at) in snapshot]
+    """REAUTH ends only the sessions EMQX says connected at or before `cutoff` (the
+    change plus the grace window; a reconnect with the new password afterwards is a new
+    session); a time EMQX gives that cannot be read counts as old. REVOKE, PAUSE and
+    REMOVE end every session listed."""
+    if kind is JobKind.REAUTH and cutoff is not None:
+        return [c for c in clients if _connected_before(c, cutoff)]
     return list(clients)
 
 
+def _connected_before(client: EmqxClient, cutoff: datetime) -> bool:
+    moment = _connected_at(client)
+    return moment is None or moment <= cutoff
+
+
+def _connected_at(client: EmqxClient) -> datetime | None:
+    """EMQX's `connected_at` (RFC 3339 with an offset); None if unreadable or naive."""
+    try:
+        moment = datetime.fromisoformat(client.connected_at)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 class Result(StrEnum):
-    CONFIRMED = "confirmed"  # EMQX lists no session the job must end
+    CONFIRMED = "confirmed"  # EMQX lists no session the job must end (nor retained message)
     PENDING = "pending"  # sessions were left and have been kicked: re-check later
-    DROPPED = "dropped"  # removal of a tenant (or credential) that is back: nothing to do
+    WAITING = "waiting"  # nothing left now, but the grace window is open: look again
+    DROPPED = "dropped"  # the reason is gone (live again, resumed, credential back)
 
 
 @dataclass
@@ -118,8 +147,8 @@ class _Job:
     usernames: frozenset[str] = frozenset()  # listed besides the subject (PAUSE, REMOVE)
     generation: int = 0
     failures: int = 0
-    snapshot: frozenset[tuple[str, str]] | None = None
-    namespace_done: bool = False  # the namespace delete/kick went through once
+    cutoff: datetime | None = None  # REAUTH: sessions connected up to here are ended
+    namespace_done: bool = False  # the namespace delete went through once
 
 
 class Kicker:
@@ -135,6 +164,7 @@ class Kicker:
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
         concurrency: int = 4,
+        rotation_grace: float = 1.0,
     ) -> None:
         self._api = api
         self._store = store
@@ -143,6 +173,7 @@ class Kicker:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self.concurrency = concurrency
+        self._grace = timedelta(seconds=rotation_grace)
         self._jobs: dict[str, _Job] = {}
         self._ready: asyncio.Queue[str] = asyncio.Queue()  # unbounded: nothing is dropped
         self._delayed: list[tuple[float, int, str]] = []
@@ -152,6 +183,8 @@ class Kicker:
         self.kick_retries = 0
         self.namespaces_removed = 0
         self.jobs_dropped = 0
+        self.retained_purges = 0  # removals EMQX confirmed to hold no retained message
+        self.retained_purge_deletes = 0  # purge calls that deleted retained messages
 
     @property
     def pending(self) -> int:
@@ -178,9 +211,10 @@ class Kicker:
             for u in usernames
             if kind in _INSTANCE_ONLY and u != subject and _instance_of(u) == subject
         )
+        cutoff = self._clock() + self._grace if kind is JobKind.REAUTH else None
         job = self._jobs.get(subject)
         if job is None:
-            self._jobs[subject] = _Job(kind, extra)
+            self._jobs[subject] = _Job(kind, extra, cutoff=cutoff)
             self._ready.put_nowait(subject)
             log.info("%s: %s job queued", subject, kind)
             return
@@ -192,8 +226,9 @@ class Kicker:
             job.usernames |= extra
         if stronger:
             job.kind = merged
-            job.snapshot = None
             job.namespace_done = False
+            if cutoff is not None:  # a later password change moves the cutoff on
+                job.cutoff = cutoff if job.cutoff is None else max(job.cutoff, cutoff)
 
     # -- tasks ---------------------------------------------------------------------
 
@@ -232,33 +267,52 @@ class Kicker:
     async def _attempt(self, subject: str, job: _Job, generation: int) -> Result:
         """One try at `job` as it was at `generation` (a request meanwhile re-runs it)."""
         kind = job.kind
-        if kind is JobKind.REMOVE and await self._is_live(subject):
+        if not await self._reason_holds(subject, kind):
             return Result.DROPPED
-        if kind is JobKind.REVOKE and self._has_credential_again(subject):
-            return Result.DROPPED
-        if not job.namespace_done:
+        if kind is JobKind.REMOVE and not job.namespace_done:
             # Once is enough: each call starts EMQX's kicker again. Re-checks only list
-            # the tenant's sessions and kick the leftovers by client id.
-            if kind is JobKind.REMOVE:
-                outcome = await self._api.delete_namespace(subject)
-                log.debug("%s: namespace delete: %s", subject, outcome)
-            elif kind is JobKind.PAUSE:
-                outcome = await self._api.kick_namespace(subject)
-                log.debug("%s: namespace kick: %s", subject, outcome)
+            # the tenant's sessions and kick the leftovers by client id. A pause does not
+            # use EMQX's namespace kicker: it kicks whoever is in the namespace when it
+            # gets there (emqx_mt_client_kicker:handle_kick/1 lists the live index at
+            # each batch), a client admitted again after a resume included.
+            outcome = await self._api.delete_namespace(subject)
+            log.debug("%s: namespace delete: %s", subject, outcome)
             if job.generation == generation:
                 job.namespace_done = True
         clients = await self._api.list_clients(subject, *sorted(job.usernames))
-        snapshot = job.snapshot
-        if kind is JobKind.REAUTH and snapshot is None:
-            snapshot = frozenset((c.clientid, c.connected_at) for c in clients)
-            if job.generation == generation:
-                job.snapshot = snapshot
-        left = sessions_to_end(kind, clients, snapshot)
-        if not left:
-            return Result.CONFIRMED
-        await self._api.kick_clients([c.clientid for c in left])
-        log.info("%s: kicked %d remaining session(s), re-checking", subject, len(left))
+        left = sessions_to_end(kind, clients, job.cutoff)
+        if left:
+            if not await self._reason_holds(subject, kind):  # it may have changed meanwhile
+                return Result.DROPPED
+            await self._api.kick_clients([c.clientid for c in left])
+            log.info("%s: kicked %d remaining session(s), re-checking", subject, len(left))
+            return Result.PENDING
+        if kind is JobKind.REMOVE:
+            return await self._purge_retained(subject)
+        if job.cutoff is not None and self._clock() <= job.cutoff:
+            return Result.WAITING
+        return Result.CONFIRMED
+
+    async def _purge_retained(self, instance_id: str) -> Result:
+        """Delete `<id>/#` from the retainer until EMQX says nothing matches (404)."""
+        for _ in range(2):
+            if await self._api.delete_retained(instance_filter(instance_id)) is Outcome.GONE:
+                self.retained_purges += 1
+                return Result.CONFIRMED
+            self.retained_purge_deletes += 1
+            log.info("%s: retained messages deleted, confirming", instance_id)
         return Result.PENDING
+
+    async def _reason_holds(self, subject: str, kind: JobKind) -> bool:
+        """The change that asked for the job is still what the records say."""
+        if kind is JobKind.REMOVE:
+            return not await self._is_live(subject)
+        if kind is JobKind.REVOKE:
+            return not self._has_credential_again(subject)
+        if kind is JobKind.PAUSE:
+            tenant = self._index.get(subject)
+            return tenant is None or tenant.paused  # gone: a removal follows
+        return True
 
     async def _is_live(self, subject: str) -> bool:
         """A live record again (re-created id)? The index first, then the store itself."""
@@ -288,18 +342,25 @@ class Kicker:
             del self._jobs[subject]
             if result is Result.DROPPED:
                 self.jobs_dropped += 1
-                log.info("%s: live again, %s dropped", subject, job.kind)
+                log.info("%s: %s dropped, its reason is gone", subject, job.kind)
                 return
             self.kicks_ok += 1
             if job.kind is JobKind.REMOVE:
                 self.namespaces_removed += 1
             log.info("%s: %s confirmed by EMQX", subject, job.kind)
             return
+        if result is Result.WAITING and job.cutoff is not None:
+            wait = max(0.0, (job.cutoff - self._clock()).total_seconds())
+            self._schedule(subject, min(wait, self._retry_initial))
+            return
         job.failures += 1
         self.kick_retries += 1
         delay = backoff_delay(
             job.failures, self._retry_initial, self._retry_max, random.uniform(0.0, 0.2)
         )
+        self._schedule(subject, delay)
+
+    def _schedule(self, subject: str, delay: float) -> None:
         due = asyncio.get_running_loop().time() + delay
         heapq.heappush(self._delayed, (due, next(self._seq), subject))
         self._wake.set()

@@ -4,6 +4,7 @@
 
 - the reaper deletes records at `expires_at` (exhook/reaper.py);
 - an index listener turns each record change into jobs: deleted → remove the namespace,
+  kick every session, then purge the instance's retained messages,
   paused → kick every session (of the instance id and of its scoped credentials), password
   hash replaced → kick the sessions made with the old one, scoped credential removed →
   kick its username's sessions (exhook/kicker.py), run by a few workers and retried until
@@ -51,6 +52,9 @@ class LifecycleSettings:
     kick_retry_initial: float = 0.5  # KICK_RETRY_INITIAL_SECONDS
     kick_retry_max: float = 30.0  # KICK_RETRY_MAX_SECONDS
     kick_concurrency: int = 4  # KICK_CONCURRENCY: jobs talking to EMQX at once
+    # KICK_ROTATION_GRACE_SECONDS: a password change also ends sessions EMQX registers
+    # up to this long after it (authenticated with the old password just before it).
+    rotation_grace: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kick_retry_max < self.kick_retry_initial:
@@ -65,6 +69,7 @@ class LifecycleSettings:
             kick_retry_initial=env_float(env, "KICK_RETRY_INITIAL_SECONDS", 0.5, minimum=0.001),
             kick_retry_max=env_float(env, "KICK_RETRY_MAX_SECONDS", 30.0, minimum=0.001),
             kick_concurrency=env_int(env, "KICK_CONCURRENCY", 4, minimum=1),
+            rotation_grace=env_float(env, "KICK_ROTATION_GRACE_SECONDS", 1.0),
         )
 
 
@@ -98,6 +103,7 @@ class Lifecycle:
                 retry_initial=s.kick_retry_initial,
                 retry_max=s.kick_retry_max,
                 concurrency=s.kick_concurrency,
+                rotation_grace=s.rotation_grace,
             )
             self.reconciler = Reconciler(
                 api,
@@ -128,6 +134,18 @@ class Lifecycle:
     @property
     def namespaces_removed(self) -> int:
         return self.kicker.namespaces_removed if self.kicker else 0
+
+    @property
+    def retained_purges(self) -> int:
+        return self.kicker.retained_purges if self.kicker else 0
+
+    @property
+    def retained_purge_deletes(self) -> int:
+        return self.kicker.retained_purge_deletes if self.kicker else 0
+
+    @property
+    def retained_orphans(self) -> int:
+        return self.reconciler.retained_orphans if self.reconciler else 0
 
     @property
     def pending_jobs(self) -> int:

@@ -71,6 +71,12 @@ class LifecycleCounters(Protocol):
     @property
     def reconcile_runs(self) -> int: ...
     @property
+    def retained_purges(self) -> int: ...
+    @property
+    def retained_purge_deletes(self) -> int: ...
+    @property
+    def retained_orphans(self) -> int: ...
+    @property
     def pending_jobs(self) -> int: ...
 
 
@@ -86,6 +92,21 @@ class _LifecycleCollector(Collector):
             ("namespaces_removed", "EMQX namespaces removed.", work.namespaces_removed),
             ("reaped", "Expired records deleted.", work.reaped),
             ("reconcile_runs", "Reconcile passes over EMQX's namespaces.", work.reconcile_runs),
+            (
+                "retained_purges",
+                "Removed instances whose retained messages EMQX confirmed gone.",
+                work.retained_purges,
+            ),
+            (
+                "retained_purge_deletes",
+                "Purge calls that deleted an instance's retained messages.",
+                work.retained_purge_deletes,
+            ),
+            (
+                "retained_orphans",
+                "Gone instances found by reconcile only through their retained messages.",
+                work.retained_orphans,
+            ),
         ):
             yield CounterMetricFamily(f"{PREFIX}_{name}", help_text, value)
         yield GaugeMetricFamily(

@@ -6,6 +6,11 @@ instance ids with no live record is removed (after an authoritative `store.get`,
 another replica may have just created that tenant; EMQX's namespace removal ends the
 sessions of its scoped credentials too), and sessions of paused tenants (any of their
 usernames) are kicked. A kick missed while the ExHook was down or EMQX unreachable is made here.
+
+EMQX's retainer is listed too: `DELETE /mt/ns/{ns}` leaves a namespace's retained
+messages behind and forgets the namespace, so a teardown missed after that point shows
+only there. Every instance-like first topic level (`<id>/...`) with no live record gets
+the same removal job (namespace, sessions, then `<id>/#` purged).
 """
 
 from __future__ import annotations
@@ -29,18 +34,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ReconcilePlan:
-    suspects: tuple[str, ...]  # our namespaces with no live record in the index: confirm, remove
+    suspects: tuple[str, ...]  # ours in EMQX with no live record in the index: confirm, remove
     paused: tuple[str, ...]  # paused tenants: their sessions must not exist
 
 
+def retained_namespaces(topics: Iterable[str]) -> set[str]:
+    """The first topic level of each retained topic (the mountpoint `<ns>/`)."""
+    return {topic.partition("/")[0] for topic in topics}
+
+
 def plan_reconcile(
-    namespaces: Iterable[str], tenants: Mapping[str, Tenant], now: datetime
+    namespaces: Iterable[str],
+    tenants: Mapping[str, Tenant],
+    now: datetime,
+    retained: Iterable[str] = (),
 ) -> ReconcilePlan:
-    """Pure: what to check. Names that are not instance ids are never touched."""
+    """Pure: what to check, from EMQX's namespaces and the namespaces that hold retained
+    messages. Names that are not instance ids are never touched."""
     suspects = sorted(
         {
             ns
-            for ns in namespaces
+            for ns in (*namespaces, *retained)
             if is_instance_id(ns) and (ns not in tenants or tenants[ns].is_expired(now))
         }
     )
@@ -52,6 +66,7 @@ def plan_reconcile(
 class ReconcileReport:
     removals: tuple[str, ...]
     pause_kicks: tuple[str, ...]
+    retained_orphans: tuple[str, ...] = ()  # removals found only through the retainer
 
 
 class Reconciler:
@@ -79,6 +94,7 @@ class Reconciler:
         self._retry_max = retry_max
         self.runs = 0  # completed passes
         self.failures = 0
+        self.retained_orphans = 0  # instances found only by their retained messages
 
     async def run(self) -> None:
         await self._sync.wait_synced()
@@ -103,8 +119,9 @@ class Reconciler:
 
     async def reconcile_once(self) -> ReconcileReport:
         namespaces = [ns async for ns in self._api.list_namespaces()]
+        retained = retained_namespaces(m.topic for m in await self._api.list_retained())
         snapshot = {t.instance_id: t for t in self._index.tenants()}
-        plan = plan_reconcile(namespaces, snapshot, self._clock())
+        plan = plan_reconcile(namespaces, snapshot, self._clock(), retained)
         removals: list[str] = []
         for ns in plan.suspects:
             # The index may lag another replica's fresh create: ask the store itself.
@@ -123,11 +140,15 @@ class Reconciler:
                 pause_kicks.append(instance_id)
                 usernames = {*snapshot[instance_id].usernames(), *tenant.usernames()}
                 self._kicker.request(instance_id, JobKind.PAUSE, usernames)
+        orphans = tuple(ns for ns in removals if ns not in set(namespaces))
+        self.retained_orphans += len(orphans)
         self.runs += 1
         if removals or pause_kicks:
             log.info(
-                "reconcile: %d namespace(s) to remove, %d paused tenant(s) with sessions",
+                "reconcile: %d instance(s) to remove (%d known only by retained messages),"
+                " %d paused tenant(s) with sessions",
                 len(removals),
+                len(orphans),
                 len(pause_kicks),
             )
-        return ReconcileReport(tuple(removals), tuple(pause_kicks))
+        return ReconcileReport(tuple(removals), tuple(pause_kicks), orphans)

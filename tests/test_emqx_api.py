@@ -10,12 +10,15 @@ import pytest
 from exhook.emqx_api import (
     CLIENT_PAGE_SIZE,
     NS_PAGE_SIZE,
+    RETAINED_PAGE_SIZE,
     EmqxAuthError,
     EmqxRequestError,
     EmqxTimeout,
     EmqxUnavailable,
     HttpxEmqxApi,
     Outcome,
+    RetainedMessage,
+    instance_filter,
 )
 from tenants.errors import ConfigError
 from tenants.settings import EmqxApiSettings
@@ -120,15 +123,6 @@ async def test_delete_without_emqx_mt_is_gone(fake: FakeEmqxApi, api: HttpxEmqxA
         [ns async for ns in api.list_namespaces()]
 
 
-async def test_kick_namespace_codes(fake: FakeEmqxApi, api: HttpxEmqxApi) -> None:
-    assert await api.kick_namespace(NS) is Outcome.GONE  # unknown namespace: 404
-    fake.connect(NS, f"{NS}-a")
-    assert await api.kick_namespace(NS) is Outcome.DONE  # 202
-    assert await api.kick_namespace(NS) is Outcome.BUSY  # 409 while the kick runs
-    await eventually(lambda: fake.clients_of(NS) == [])
-    assert NS in fake.namespaces  # kicking keeps the namespace
-
-
 async def test_list_namespaces_pages_with_last_ns(fake: FakeEmqxApi, api: HttpxEmqxApi) -> None:
     names = [f"emqx-{i:016x}" for i in range(NS_PAGE_SIZE * 2 + 7)] + ["global", "tenant-a"]
     for name in names:
@@ -167,6 +161,48 @@ async def test_kick_clients(fake: FakeEmqxApi, api: HttpxEmqxApi) -> None:
     assert fake.clients_of(NS) == [f"{NS}-b"]
     [call] = fake.calls_to("POST", "/clients/kickout/bulk")
     assert call.body == [f"{NS}-a"]
+
+
+async def test_list_retained_of_one_instance_pages_oldest_first(
+    fake: FakeEmqxApi, api: HttpxEmqxApi
+) -> None:
+    other = "emqx-1123456789abcdef"
+    mine = [f"{NS}/state/{i}" for i in range(RETAINED_PAGE_SIZE * 2)]  # two full pages
+    for topic in mine:
+        fake.retainer.retain(topic)
+        fake.retainer.retain(f"{other}/state/x")  # rewritten: only the newest stays
+    fake.retainer.retain(NS + "x/a")  # a longer name is not a level of NS
+    listed = await api.list_retained(instance_filter(NS))
+    assert [m.topic for m in listed] == mine
+    assert all(isinstance(m, RetainedMessage) and m.publish_at for m in listed)
+    pages = [dict(c.query) for c in fake.calls_to("GET", "/mqtt/retainer/messages")]
+    # EMQX says hasnext after every full page: the empty third page ends the listing.
+    assert [p["page"] for p in pages] == ["1", "2", "3"]
+    assert {p["topic"] for p in pages} == {f"{NS}/#"}
+    every = await api.list_retained()
+    assert len(every) == len(mine) + 2
+    assert "topic" not in dict(fake.calls[-1].query)
+
+
+async def test_delete_retained_of_an_instance_then_nothing_matches(
+    fake: FakeEmqxApi, api: HttpxEmqxApi
+) -> None:
+    for topic in (f"{NS}/a", f"{NS}/a/b", "emqx-1123456789abcdef/a", "global/a"):
+        fake.retainer.retain(topic)
+    assert await api.delete_retained(instance_filter(NS)) is Outcome.DONE  # 204
+    assert fake.retainer.topics() == ["emqx-1123456789abcdef/a", "global/a"]
+    assert await api.delete_retained(instance_filter(NS)) is Outcome.GONE  # 404: none left
+    (first, _) = fake.calls_to("DELETE", f"/mqtt/retainer/message/{NS}/#")
+    assert first.raw_path == f"/mqtt/retainer/message/{NS}%2F%23"  # one path segment
+
+
+async def test_retainer_errors_are_api_errors(fake: FakeEmqxApi, api: HttpxEmqxApi) -> None:
+    fake.fail_next(1, 503)
+    with pytest.raises(EmqxUnavailable):
+        await api.delete_retained(instance_filter(NS))
+    fake.forbid_scope("connections")
+    with pytest.raises(EmqxAuthError, match="connections"):
+        await api.list_retained(instance_filter(NS))
 
 
 async def test_ping(fake: FakeEmqxApi, api: HttpxEmqxApi) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,12 +97,17 @@ def test_backoff_delay() -> None:
 
 
 def test_sessions_to_end() -> None:
-    a, b = EmqxClient("c1", "u", "t1"), EmqxClient("c2", "u", "t1")
-    a_again = EmqxClient("c1", "u", "t2")  # reconnected after the kick
-    assert sessions_to_end(JobKind.REMOVE, [a, b], None) == [a, b]
-    assert sessions_to_end(JobKind.PAUSE, [a_again], frozenset({("c1", "t1")})) == [a_again]
-    snapshot = frozenset({("c1", "t1"), ("c2", "t1")})
-    assert sessions_to_end(JobKind.REAUTH, [a_again, b], snapshot) == [b]
+    cutoff = datetime(2030, 1, 1, 12, 0, 1, tzinfo=UTC)
+    old = EmqxClient("c1", "u", "2030-01-01T12:00:00.000+00:00")
+    at_cutoff = EmqxClient("c2", "u", "2030-01-01T20:00:01+08:00")  # EMQX's local offset
+    new = EmqxClient("c3", "u", "2030-01-01T12:00:01.001+00:00")  # after the window
+    unreadable = EmqxClient("c4", "u", "yesterday")
+    naive = EmqxClient("c5", "u", "2030-01-01T12:00:05")
+    everyone = [old, at_cutoff, new, unreadable, naive]
+    assert sessions_to_end(JobKind.REMOVE, everyone, None) == everyone
+    assert sessions_to_end(JobKind.PAUSE, everyone, cutoff) == everyone
+    # A password change ends what connected up to the cutoff; unreadable times count as old.
+    assert sessions_to_end(JobKind.REAUTH, everyone, cutoff) == [old, at_cutoff, unreadable, naive]
 
 
 # -- the queue --------------------------------------------------------------------------------
@@ -116,19 +121,27 @@ async def fake() -> AsyncIterator[FakeEmqxApi]:
 
 @contextlib.asynccontextmanager
 async def running_kicker(
-    fake: FakeEmqxApi, tmp_path: Path, index: TenantIndex | None = None, concurrency: int = 2
+    fake: FakeEmqxApi,
+    tmp_path: Path,
+    index: TenantIndex | None = None,
+    concurrency: int = 2,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    rotation_grace: float = 0.0,
+    api_type: type[HttpxEmqxApi] = HttpxEmqxApi,
 ) -> AsyncIterator[tuple[Kicker, LocalStore]]:
     store = LocalStore(tmp_path / "data", poll_interval=0.05)
     settings = EmqxApiSettings(fake.url, KEY, SECRET, timeout_seconds=0.3)
-    async with HttpxEmqxApi(settings) as api:
+    async with api_type(settings) as api:
         kicker = Kicker(
             api,
             store,
-            index or TenantIndex(),
-            clock=lambda: datetime.now(UTC),
+            index if index is not None else TenantIndex(),
+            clock=clock,
             retry_initial=0.02,
             retry_max=0.1,
             concurrency=concurrency,
+            rotation_grace=rotation_grace,
         )
         tasks = [asyncio.create_task(kicker.run_scheduler())]
         tasks += [asyncio.create_task(kicker.run_worker()) for _ in range(concurrency)]
@@ -201,7 +214,6 @@ async def test_reauth_spares_sessions_made_after_the_kick(
         kicker.request(t, JobKind.REAUTH)
         await eventually(lambda: kicker.pending == 0)
         new = fake.connect(t, f"{t}-a")  # reconnected with the new password
-        await asyncio.sleep(0.1)
     assert fake.client(f"{t}-a") == new != old
     assert fake.calls_to("POST", "/clients/kickout/bulk")[0].body == [f"{t}-a"]
     assert fake.calls_to("POST", f"/mt/ns/{t}/kick_all_clients") == []
@@ -212,7 +224,7 @@ async def test_a_stronger_request_during_an_attempt_runs_after_it(
 ) -> None:
     t = make_tenant().tenant.instance_id
     fake.connect(t, f"{t}-a")
-    fake.delay_next(1, 0.2)  # the pause's kick_all_clients is slow
+    fake.delay_next(1, 0.2)  # the pause's first listing is slow
     async with running_kicker(fake, tmp_path) as (kicker, _):
         kicker.request(t, JobKind.PAUSE)
         await eventually(lambda: len(fake.calls) == 1)
@@ -225,16 +237,17 @@ async def test_a_stronger_request_during_an_attempt_runs_after_it(
 async def test_revoke_ends_one_scoped_username_only(fake: FakeEmqxApi, tmp_path: Path) -> None:
     t = make_tenant().tenant.instance_id
     owner, doomed, other = t, f"{t}.0000000a", f"{t}.0000000b"
-    for username in (owner, doomed, other):
-        fake.connect(username, f"{t}-{username[-1]}")
+    # Client ids named for their role: distinct whatever the random instance id ends with.
+    for username, role in ((owner, "owner"), (doomed, "doomed"), (other, "other")):
+        fake.connect(username, f"{t}-{role}")
     fake.connect(doomed, f"{t}-second")
     assert fake.namespaces == [t]  # one namespace: the first 21 characters
     async with running_kicker(fake, tmp_path) as (kicker, _):
         kicker.request(doomed, JobKind.REVOKE)
         await eventually(lambda: kicker.pending == 0)
     assert fake.clients_of(doomed) == []
-    assert fake.clients_of(owner) == [f"{t}-{owner[-1]}"]
-    assert fake.clients_of(other) == [f"{t}-b"]
+    assert fake.clients_of(owner) == [f"{t}-owner"]
+    assert fake.clients_of(other) == [f"{t}-other"]
     assert [c.path for c in fake.calls if c.path.startswith("/mt/")] == []  # ns untouched
     assert fake.calls_to("GET", "/clients")[0].query[0] == ("username", doomed)
 

@@ -11,7 +11,7 @@ import pytest
 
 from exhook.emqx_api import HttpxEmqxApi
 from exhook.kicker import JobKind, Kicker
-from exhook.reconciler import Reconciler, plan_reconcile
+from exhook.reconciler import Reconciler, plan_reconcile, retained_namespaces
 from tenants.index import IndexSync, TenantIndex
 from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
@@ -36,6 +36,12 @@ def test_plan_reconcile() -> None:
     assert plan.suspects == (expired.instance_id, orphan)
     assert plan.paused == (paused.instance_id,)
     assert plan_reconcile([], {}, now).suspects == ()
+    # Namespaces EMQX forgot but whose retained messages are still there count too.
+    retained = retained_namespaces(
+        [f"{orphan}/a", f"{live.instance_id}/b", "global/x", "emqx-0123/y", "$SYS/z", "top"]
+    )
+    assert retained == {orphan, live.instance_id, "global", "emqx-0123", "$SYS", "top"}
+    assert plan_reconcile([], tenants, now, retained).suspects == (orphan,)
 
 
 @pytest.fixture
@@ -108,3 +114,42 @@ async def test_a_paused_tenant_with_only_a_scoped_session_is_kicked(
         report = await reconciler.reconcile_once()
     assert report.pause_kicks == (paused.instance_id,)
     assert kicker.pending_usernames(paused.instance_id) == {paused.instance_id, scoped}
+
+
+async def test_retained_messages_of_a_gone_instance_are_purged(
+    store: TenantStore, fake: FakeEmqxApi
+) -> None:
+    """The namespace is already gone from EMQX (DELETE /mt/ns/{ns} went through, then the
+    hook stopped): only the retainer still knows the instance."""
+    live = await store.create(make_tenant().tenant)
+    gone = make_tenant().tenant.instance_id
+    for topic in (f"{gone}/state/1", f"{gone}/state/2", f"{live.instance_id}/state", "global/x"):
+        fake.retainer.retain(topic)
+    fake.retainer.retain("emqx-0123/not-an-instance")
+    index = TenantIndex()
+    index.put(live)
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    settings = EmqxApiSettings(fake.url, KEY, SECRET, timeout_seconds=0.5)
+    async with HttpxEmqxApi(settings) as api:
+        kicker = Kicker(api, store, index, clock=clock, retry_initial=0.02)
+        reconciler = Reconciler(api, store, index, IndexSync(store, index), kicker, clock=clock)
+        report = await reconciler.reconcile_once()
+        assert report.removals == report.retained_orphans == (gone,)
+        assert reconciler.retained_orphans == 1
+        assert fake.namespaces == []
+        workers = [
+            asyncio.create_task(kicker.run_worker()),
+            asyncio.create_task(kicker.run_scheduler()),
+        ]
+        try:
+            await eventually(lambda: kicker.pending == 0)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+    assert fake.retainer.topics() == [
+        f"{live.instance_id}/state",
+        "global/x",
+        "emqx-0123/not-an-instance",
+    ]
+    assert kicker.retained_purges == 1

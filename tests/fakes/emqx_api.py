@@ -1,15 +1,11 @@
-"""An in-process stand-in for EMQX's REST API (`/api/v5`), for exactly the calls the
-ExHook's lifecycle makes, following EMQX 6.2.2's contract:
+"""An in-process stand-in for EMQX's REST API (`/api/v5`), for exactly the calls Zero
+EMQX makes, following EMQX 6.2.2's contract:
 
 - Basic auth with an API key and secret: a wrong pair is 401 `BAD_API_KEY_OR_SECRET`,
   no header 401 `AUTHORIZATION_HEADER_ERROR`, a key without the path's scope 403
   `UNAUTHORIZED_ROLE` (`apps/emqx_dashboard/src/emqx_dashboard.erl`);
-- `GET /mt/ns_list?last_ns=&first_ns=&limit=`: sorted names, `last_ns` exclusive, a
-  `link` header when there is a next page; both cursors at once is 400;
-- `DELETE /mt/ns/{ns}`: 204 whether or not the namespace exists; starts the namespace's
-  kicker unless one runs already (`emqx_mt_config:delete_managed_ns/1`);
-- `POST /mt/ns/{ns}/kick_all_clients`: 202, 409 while a kick runs, 404 unknown namespace;
-- the kicker removes the namespace's clients asynchronously, after `kick_delay`;
+- the namespace routes `/mt/...` (tests/fakes/emqx_mt.py) and the retainer routes
+  `/mqtt/retainer/...` (tests/fakes/emqx_retainer.py);
 - `GET /clients?username=&page=&limit=` and `POST /clients/kickout/bulk` (204);
 - `GET /status` (no auth, as in EMQX);
 - the settings routes of tests/fakes/emqx_config_api.py (`config`: our emqx-config/ for
@@ -19,8 +15,9 @@ ExHook's lifecycle makes, following EMQX 6.2.2's contract:
 
 Test hooks: `connect()` (a client session; its namespace, the first 21 characters of the
 username as our `client_attrs_init` says, is auto-created, as EMQX does on
-`session.created`), `clients_of()`, `namespaces`, fault injection (`fail_next`,
-`delay_next`, `set_down`, `conflict_for`, `forbid_scope`, `mt_enabled`), and `calls`.
+`session.created`), `clients_of()`, `namespaces`, `retainer.retain()`, fault injection
+(`fail_next`, `delay_next`, `set_down`, `conflict_for`, `forbid_scope`, `mt_enabled`),
+and `calls`.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import bisect
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -36,16 +32,18 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 
 from tests.fakes.emqx_config_api import FakeEmqxConfig
+from tests.fakes.emqx_mt import FakeClient, FakeNamespaces, tns_of
+from tests.fakes.emqx_retainer import FakeRetainer
 
 API = "/api/v5"
 _SCOPES = {
     "/mt/": "cluster_operations",
     "/clients": "connections",
+    "/mqtt/": "connections",
     "/configs": "system",
     "/listeners": "system",
     "/authorization": "access_control",
@@ -59,18 +57,7 @@ class Call:
     auth_ok: bool
     query: tuple[tuple[str, str], ...] = ()
     body: Any = None
-
-
-@dataclass(frozen=True)
-class FakeClient:
-    clientid: str
-    username: str
-    connected_at: str
-
-
-def _namespace(username: str) -> str:
-    """`mqtt.client_attrs_init = [{expression = "substr(username, 0, 21)", ...}]`."""
-    return username[:21]
+    raw_path: str = ""  # as sent, percent-encoding kept
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -84,17 +71,15 @@ class FakeEmqxApi:
         self.key = key
         self.config = FakeEmqxConfig.ours(version)
         self.secret = secret
-        self.kick_delay = kick_delay
         self.calls: list[Call] = []
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests served at once
         self.mt_enabled = True  # False: a cluster without emqx_mt (/mt routes are 404)
-        self._namespaces: set[str] = set()
         self._clients: dict[str, FakeClient] = {}
-        self._kickers: dict[str, asyncio.Task[None]] = {}
-        self._failures: deque[int] = deque()
+        self.mt = FakeNamespaces(self._clients, self.kick, kick_delay=kick_delay)
+        self.retainer = FakeRetainer()
+        self._failures: deque[tuple[int, str]] = deque()  # (status, path prefix)
         self._delays: deque[float] = deque()
-        self._conflict_until = 0.0
         self._forbidden_scopes: set[str] = set()
         self._last_connected = datetime.min.replace(tzinfo=UTC)
         self._runner: web.AppRunner | None = None
@@ -109,9 +94,8 @@ class FakeEmqxApi:
     async def start(self) -> None:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get(API + "/status", self._status)
-        app.router.add_get(API + "/mt/ns_list", self._ns_list)
-        app.router.add_delete(API + "/mt/ns/{ns}", self._delete_ns)
-        app.router.add_post(API + "/mt/ns/{ns}/kick_all_clients", self._kick_all)
+        self.mt.add_routes(app.router, API)
+        self.retainer.add_routes(app.router, API)
         app.router.add_get(API + "/clients", self._list_clients)
         app.router.add_post(API + "/clients/kickout/bulk", self._kickout_bulk)
         self.config.add_routes(app.router, API)
@@ -129,13 +113,7 @@ class FakeEmqxApi:
 
     async def close(self) -> None:
         await self.stop()
-        kickers = list(self._kickers.values())
-        for task in kickers:
-            task.cancel()
-        for task in kickers:
-            with suppress(asyncio.CancelledError):
-                await task
-        self._kickers.clear()
+        await self.mt.close()
 
     async def set_down(self, down: bool) -> None:
         """Down: the REST listener is gone (connections dropped, new ones refused); the
@@ -147,15 +125,35 @@ class FakeEmqxApi:
 
     # -- broker state --------------------------------------------------------------------
 
-    def connect(self, username: str, clientid: str) -> FakeClient:
+    def connect(
+        self,
+        username: str,
+        clientid: str,
+        *,
+        connected_at: datetime | None = None,
+        will_topic: str | None = None,
+    ) -> FakeClient:
         """A session for `clientid` (replacing any older one); its namespace is
-        `substr(username, 0, 21)` (an instance id, also for a scoped credential)."""
-        moment = max(datetime.now(UTC), self._last_connected + timedelta(microseconds=1))
-        self._last_connected = moment
-        client = FakeClient(clientid, username, moment.isoformat(timespec="microseconds"))
+        `substr(username, 0, 21)` (an instance id, also for a scoped credential).
+        `will_topic`: a retained will, published (mounted) when the session is kicked."""
+        moment = connected_at
+        if moment is None:
+            moment = max(datetime.now(UTC), self._last_connected + timedelta(microseconds=1))
+            self._last_connected = moment
+        stamp = moment.isoformat(timespec="microseconds")
+        client = FakeClient(clientid, username, stamp, will_topic)
         self._clients[clientid] = client
-        self._namespaces.add(_namespace(username))
+        self.mt.names.add(tns_of(username))
         return client
+
+    def kick(self, clientid: str) -> None:
+        """End a session as a kick does: destroyed at once, its will published, ignoring
+        any will delay (`emqx_channel:process_kick/1`, 6.2.2); a retained will lands in the
+        retainer under the mountpoint."""
+        client = self._clients.pop(clientid, None)
+        if client is not None and client.will_topic is not None:
+            mounted = f"{tns_of(client.username)}/{client.will_topic}"
+            self.retainer.retain(mounted, clientid=clientid, username=client.username)
 
     def clients_of(self, username: str) -> list[str]:
         return sorted(c.clientid for c in self._clients.values() if c.username == username)
@@ -165,15 +163,16 @@ class FakeEmqxApi:
 
     @property
     def namespaces(self) -> list[str]:
-        return sorted(self._namespaces)
+        return sorted(self.mt.names)
 
     def add_namespace(self, ns: str) -> None:
-        self._namespaces.add(ns)
+        self.mt.names.add(ns)
 
     # -- fault injection -------------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, status: int = 500) -> None:
-        self._failures.extend([status] * n)
+    def fail_next(self, n: int = 1, status: int = 500, *, path: str = "") -> None:
+        """The next `n` requests (to paths starting with `path`) answer `status`."""
+        self._failures.extend([(status, path)] * n)
 
     def delay_next(self, n: int, seconds: float) -> None:
         self._delays.extend([seconds] * n)
@@ -181,7 +180,11 @@ class FakeEmqxApi:
     def conflict_for(self, seconds: float) -> None:
         """A previous kick "runs" (and kicks nothing) for `seconds`: kick_all_clients is 409
         and a DELETE starts no new kicker meanwhile."""
-        self._conflict_until = asyncio.get_running_loop().time() + seconds
+        self.mt.conflict_for(seconds)
+
+    def kick_running(self, ns: str) -> bool:
+        """EMQX's kicker for `ns` still runs (started by DELETE or kick_all_clients)."""
+        return self.mt.kick_running(ns)
 
     def forbid_scope(self, scope: str) -> None:
         self._forbidden_scopes.add(scope)
@@ -210,7 +213,9 @@ class FakeEmqxApi:
         if request.can_read_body:
             with suppress(ValueError):
                 body = json.loads(await request.text())
-        self.calls.append(Call(request.method, path, auth_ok, tuple(request.query.items()), body))
+        query = tuple(request.query.items())
+        raw = request.raw_path.partition("?")[0].removeprefix(API)
+        self.calls.append(Call(request.method, path, auth_ok, query, body, raw))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -232,8 +237,8 @@ class FakeEmqxApi:
         scope = next((s for p, s in _SCOPES.items() if path.startswith(p)), "")
         if scope in self._forbidden_scopes:
             return _error(403, "UNAUTHORIZED_ROLE", f"API key lacks the {scope} scope")
-        if self._failures:
-            status = self._failures.popleft()
+        if self._failures and path.startswith(self._failures[0][1]):
+            status, _ = self._failures.popleft()
             return _error(status, "INTERNAL_ERROR", f"injected failure ({status})")
         if path.startswith("/mt/") and not self.mt_enabled:
             return _error(404, "NOT_FOUND", "Request Path Not Found")
@@ -241,63 +246,6 @@ class FakeEmqxApi:
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="Node emqx@127.0.0.1 is started\nemqx is running")
-
-    async def _ns_list(self, request: web.Request) -> web.StreamResponse:
-        query = request.query
-        if "last_ns" in query and "first_ns" in query:
-            return _error(400, "BAD_REQUEST", "`last_ns` and `first_ns` are mutually exclusive")
-        try:
-            limit = int(query.get("limit", "100"))
-        except ValueError:
-            limit = 0
-        if limit < 1:
-            return _error(400, "BAD_REQUEST", "limit must be a positive integer")
-        names = sorted(self._namespaces)
-        if "first_ns" in query:
-            start, key = bisect.bisect_left(names, query["first_ns"]), "first_ns"
-        else:
-            start, key = bisect.bisect_right(names, query.get("last_ns", "")), "last_ns"
-        items = names[start : start + limit + 1]
-        if len(items) <= limit:
-            return web.json_response(items)
-        page = items[:limit]
-        cursor = page[-1] if key == "last_ns" else items[limit]
-        link = f'<?{urlencode({key: cursor, "limit": limit})}>; rel="next"'
-        return web.json_response(page, headers={"link": link})
-
-    def kick_running(self, ns: str) -> bool:
-        """EMQX's kicker for `ns` still runs (started by DELETE or kick_all_clients)."""
-        return ns in self._kickers and not self._kickers[ns].done()
-
-    def _kicking(self, ns: str) -> bool:
-        return self.kick_running(ns) or asyncio.get_running_loop().time() < self._conflict_until
-
-    def _start_kicker(self, ns: str) -> bool:
-        if self._kicking(ns):
-            return False
-        self._kickers[ns] = asyncio.create_task(self._kick_later(ns), name=f"fake-kicker-{ns}")
-        return True
-
-    async def _kick_later(self, ns: str) -> None:
-        await asyncio.sleep(self.kick_delay)
-        for clientid in [
-            c.clientid for c in self._clients.values() if _namespace(c.username) == ns
-        ]:
-            self._clients.pop(clientid, None)
-
-    async def _delete_ns(self, request: web.Request) -> web.StreamResponse:
-        ns = request.match_info["ns"]
-        self._namespaces.discard(ns)
-        self._start_kicker(ns)  # `_ = emqx_mt_client_kicker:start_kicking(Ns)`: result ignored
-        return web.Response(status=204)
-
-    async def _kick_all(self, request: web.Request) -> web.StreamResponse:
-        ns = request.match_info["ns"]
-        if ns not in self._namespaces:
-            return _error(404, "NOT_FOUND", "Namespace not found")
-        if not self._start_kicker(ns):
-            return _error(409, "CONFLICT", "Kick process already underway")
-        return web.Response(status=202)
 
     async def _list_clients(self, request: web.Request) -> web.StreamResponse:
         usernames = set(request.query.getall("username", []))
@@ -322,7 +270,7 @@ class FakeEmqxApi:
                 "connected_at": c.connected_at,
                 "created_at": c.connected_at,
                 "node": "emqx@127.0.0.1",
-                "mountpoint": f"{_namespace(c.username)}/",
+                "mountpoint": f"{tns_of(c.username)}/",
             }
             for c in chunk
         ]
@@ -342,7 +290,7 @@ class FakeEmqxApi:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             return _error(400, "BAD_REQUEST", "body must be an array of client ids")
         for clientid in ids:
-            self._clients.pop(clientid, None)
+            self.kick(clientid)
         return web.Response(status=204)
 
 
