@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from manager.endpoints import Endpoints
+from manager.limits import Row, duration, limit_rows, quota_rows
 from manager.rendering import fill, template
 from manager.settings import ManagerSettings
-from manager.skill import duration, limit_rows, package_version
+from manager.skill import package_version
 from manager.snippets import Snippet, connection_snippets, self_service_snippet
 
 STATIC_TYPES = {
@@ -71,21 +72,27 @@ def _snippet_html(snippet: Snippet) -> str:
     )
 
 
+def _rows(rows: tuple[Row, ...]) -> str:
+    return "\n".join(
+        "        <tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+
+
 def render_console(settings: ManagerSettings, version: str) -> str:
     snippets = (
         *connection_snippets(settings.endpoints),
         self_service_snippet(settings.public_base_url),
     )
-    rows = "\n".join(
-        f"        <tr><td>{html.escape(name)}</td><td>{html.escape(value)}</td></tr>"
-        for name, value in limit_rows(settings)
-    )
+    quotas = settings.quotas
     values = {
         "host": html.escape(settings.public_host),
         "ttl": html.escape(duration(settings.ttl_seconds)),
         "version": html.escape(version),
         "snippets": "\n".join(_snippet_html(s) for s in snippets),
-        "limits": rows,
+        "limits": _rows(limit_rows(settings)),
+        "quotas": _rows(quota_rows(quotas)),
+        "max_sessions": str(quotas.max_sessions),
     }
     return fill(template("console.html"), values)
 

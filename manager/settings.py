@@ -11,6 +11,7 @@ from manager.bootstrap_keys import BootstrapKey, load_bootstrap_file
 from manager.endpoints import Endpoints, parse_base_url, parse_wss_scheme
 from manager.networks import Prefixes
 from tenants.errors import ConfigError
+from tenants.quotas import Quotas
 from tenants.settings import (
     EmqxApiSettings,
     Environ,
@@ -61,6 +62,7 @@ class ManagerSettings:
     keepalive_timeout_seconds: float = 75.0  # an idle connection is closed after this
     max_connections: int = 1000  # open HTTP connections; more are closed at once
     ready_interval_seconds: float = 5.0  # /readyz answers from a check this recent
+    quotas: Quotas = field(default_factory=Quotas)  # QUOTA_*: what an instance lives under
 
     @property
     def endpoints(self) -> Endpoints:
@@ -122,6 +124,7 @@ class ManagerSettings:
             ),
             max_connections=env_int(env, "MAX_CONNECTIONS", 1000, minimum=1),
             ready_interval_seconds=env_float(env, "READY_INTERVAL_SECONDS", 5.0, minimum=0.01),
+            quotas=Quotas.from_environ(env),
         )
 
 

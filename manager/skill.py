@@ -12,6 +12,7 @@ import json
 
 from aiohttp import web
 
+from manager.limits import Row, duration, limit_rows, quota_rows
 from manager.rendering import fill, template
 from manager.settings import ManagerSettings
 from manager.snippets import Snippet, connection_snippets, self_service_snippet
@@ -23,39 +24,13 @@ def package_version() -> str:
     return importlib.metadata.version(PACKAGE)
 
 
-def duration(seconds: float) -> str:
-    """`604800` -> `7 days`; the largest unit that divides it, else seconds."""
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds:g} seconds"
-
-
-def _limit(value: int, what: str) -> str:
-    return f"{value} {what}" if value else "no limit"
-
-
-def limit_rows(settings: ManagerSettings) -> tuple[tuple[str, str], ...]:
-    """What a caller may do, as (limit, value) rows: SKILL.md and the console show them."""
-    s = settings
-    return (
-        ("lifetime of an instance", f"{duration(s.ttl_seconds)} ({s.ttl_seconds} s)"),
-        ("creations per address", _limit(s.per_ip_rate, "per minute")),
-        ("live instances per address", _limit(s.per_ip_max_live, "at once")),
-        ("live instances in the service", _limit(s.max_live_instances, "at once")),
-        ("request body", f"{s.max_body_bytes} bytes"),
-        ("failed logins per address", _limit(s.auth_failure_rate, "per minute")),
-    )
-
-
 def _snippet_block(snippet: Snippet) -> str:
     return f"### {snippet.title}\n\n```{snippet.language}\n{snippet.text}\n```"
 
 
-def _table(rows: tuple[tuple[str, str], ...]) -> str:
-    lines = ["| limit | value |", "| --- | --- |"]
-    lines += [f"| {name} | {value} |" for name, value in rows]
+def _table(rows: tuple[Row, ...]) -> str:
+    lines = ["| limit | value | past it |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {value} | {past} |" for name, value, past in rows]
     return "\n".join(lines)
 
 
@@ -97,6 +72,8 @@ def render_skill(settings: ManagerSettings, version: str) -> str:
         "auth_failure_rate": _per(settings.auth_failure_rate, "{} a minute"),
         "snippets": "\n\n".join(_snippet_block(s) for s in connection_snippets(e)),
         "limits": _table(limit_rows(settings)),
+        "quotas": _table(quota_rows(settings.quotas)),
+        "max_sessions": str(settings.quotas.max_sessions),
         "self_service": self_service_snippet(settings.public_base_url).text,
     }
     return fill(template("skill.md"), values)

@@ -139,6 +139,11 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
         'ingress.className="nginx"',
         'ingress.tls=[{"secretName":"t","hosts":["zero-emqx.example.com"]}]',
     ),
+    "ingress-management-api": (
+        "ingress.enabled=true",
+        "ingress.managementApi=true",
+        'manager.publicBaseUrl="https://zero.example.org/z"',
+    ),
     "service-monitor": ("serviceMonitor.enabled=true",),
     "existing-secrets": (
         'emqxApi.existingSecret="my-emqx-api"',
@@ -447,14 +452,67 @@ def test_optional_objects(helm: str) -> None:
     assert not by_kind(scenario(helm, "emqx-elsewhere-ipv6"), "PodDisruptionBudget")
     (ingress,) = by_kind(scenario(helm, "ingress"), "Ingress")
     (rule,) = ingress["spec"]["rules"]
-    (path,) = rule["http"]["paths"]
-    assert path["backend"]["service"] == {"name": f"{RELEASE}-manager", "port": {"name": "http"}}
+    for path in rule["http"]["paths"]:
+        backend = path["backend"]["service"]
+        assert backend == {"name": f"{RELEASE}-manager", "port": {"name": "http"}}
     assert ingress["spec"]["ingressClassName"] == "nginx"
     (monitor,) = by_kind(scenario(helm, "service-monitor"), "ServiceMonitor")
     service = one(scenario(helm, "service-monitor"), "Service", f"{RELEASE}-exhook")
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
+
+
+def _ingress_paths(objects: Sequence[Manifest]) -> list[tuple[str, str]]:
+    (ingress,) = by_kind(objects, "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    return [(p["path"], p["pathType"]) for p in rule["http"]["paths"]]
+
+
+def _routed(paths: Sequence[tuple[str, str]], request_path: str) -> bool:
+    """Kubernetes Ingress matching: Exact, or Prefix by whole path elements."""
+    for path, kind in paths:
+        if kind == "Exact" and request_path == path:
+            return True
+        if kind == "Prefix" and (request_path == path or request_path.startswith(path + "/")):
+            return True
+    return False
+
+
+async def test_ingress_routes_the_public_paths_only(helm: str, tmp_path: Path) -> None:
+    from tenants.local_store import LocalStore
+    from tests.manager_client import keys_file, manager_for
+
+    store = LocalStore(tmp_path / "data")
+    try:
+        env = {"MANAGEMENT_API_KEYS_FILE": str(keys_file(tmp_path))}
+        async with manager_for(store, env) as m:
+            served = {r.resource.canonical for r in m.app.router.routes() if r.resource}
+    finally:
+        await store.close()
+    concrete = {p.replace("{instance_id}", "emqx-0123456789abcdef") for p in served}
+    concrete = {p.replace("{name}", "console.js") for p in concrete}
+    public = {p for p in concrete if not p.startswith(("/api/", "/api-docs"))}
+    assert {"/", "/SKILL.md", "/static/console.js", "/v1/instances"} <= public
+
+    default = _ingress_paths(scenario(helm, "ingress"))
+    assert all(_routed(default, p) for p in public), sorted(
+        p for p in public if not _routed(default, p)
+    )
+    assert not any(_routed(default, p) for p in concrete - public)
+    assert not _routed(default, "/api/v1/instances") and not _routed(default, "/anything")
+    with_api = _ingress_paths(scenario(helm, "ingress-management-api"))
+    assert all(_routed(with_api, p) for p in concrete)
+
+
+def test_public_base_url_follows_the_ingress(helm: str) -> None:
+    def base_url(name: str) -> object:
+        objects = scenario(helm, name)
+        return env_of(deployment(objects, "manager"), objects).get("PUBLIC_BASE_URL")
+
+    assert base_url("defaults") is None  # the manager's own default
+    assert base_url("ingress") == "https://zero-emqx.example.com"
+    assert base_url("ingress-management-api") == "https://zero.example.org/z"
 
 
 def test_exhook_tls_and_ipv6_options(helm: str) -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from manager.console import STATIC_TYPES, content_security_policy, render_console
+from manager.limits import limit_rows, quota_rows
 from manager.settings import ManagerSettings
-from manager.skill import limit_rows, package_version
+from manager.skill import package_version
 from manager.snippets import connection_snippets, self_service_snippet
 from tenants.local_store import LocalStore
 from tests.manager_client import manager_for
@@ -68,7 +69,9 @@ def test_page_holds_nothing_inline_and_loads_only_its_own_files() -> None:
 
 
 def test_page_shows_the_skill_snippets_and_the_limits() -> None:
-    settings = _settings(TTL_SECONDS="3600", PER_IP_RATE="3", WSS_PORT="443", WSS_PATH="/ws")
+    settings = _settings(
+        TTL_SECONDS="3600", PER_IP_RATE="3", WSS_PORT="443", WSS_PATH="/ws", QUOTA_MAX_SESSIONS="4"
+    )
     page = render_console(settings, "1.2.3")
     codes = [
         html.unescape(c)
@@ -77,9 +80,10 @@ def test_page_shows_the_skill_snippets_and_the_limits() -> None:
     expected = [s.text for s in connection_snippets(settings.endpoints)]
     assert codes == [*expected, self_service_snippet(settings.public_base_url).text]
     assert "wss://mqtt.example.org:443/ws" in codes[-2]
-    for name, value in limit_rows(settings):
-        assert f"<td>{html.escape(name)}</td><td>{html.escape(value)}</td>" in page
+    for row in (*limit_rows(settings), *quota_rows(settings.quotas)):
+        assert "".join(f"<td>{html.escape(cell)}</td>" for cell in row) in page
     assert "valid for 1 hour." in " ".join(page.split())
+    assert "<td>live MQTT sessions per instance (all its credentials)</td><td>4</td>" in page
 
 
 def test_console_script_keeps_the_password_in_memory_only() -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from manager.limits import duration, quota_rows
 from manager.settings import ManagerSettings
-from manager.skill import duration, render_skill
+from manager.skill import render_skill
 from tenants.local_store import LocalStore
 from tests.manager_client import manager_for
 
@@ -32,6 +33,9 @@ SETTINGS = {
         "MAX_LIVE_INSTANCES": "777",
         "MAX_BODY_BYTES": "2048",
         "AUTH_FAILURE_RATE": "4",
+        "QUOTA_MAX_SESSIONS": "3",
+        "QUOTA_MESSAGES_RATE": "5/s",
+        "QUOTA_MQUEUE_STORE_QOS0": "true",
     },
     "prefix-and-unlimited": {
         "PUBLIC_BASE_URL": "http://10.1.2.3:9999/zero",
@@ -94,17 +98,11 @@ def test_every_value_of_the_deployment_appears(name: str) -> None:
     ]
     for limit in (s.per_ip_rate, s.per_ip_max_live, s.max_live_instances):
         expected.append(f"| {limit} " if limit else "no limit")
+    expected += [f"| {name} | {value} | {past} |" for name, value, past in quota_rows(s.quotas)]
+    expected.append(f"at most {s.quotas.max_sessions} sessions times them")
     for text in expected:
         assert text in document, text
     assert not s.public_base_url.endswith("/")
-
-
-def test_durations_read_as_people_say_them() -> None:
-    assert duration(604800) == "7 days"
-    assert duration(86400) == "1 day"
-    assert duration(7200) == "2 hours"
-    assert duration(90) == "90 seconds"
-    assert duration(120) == "2 minutes"
 
 
 async def test_served_as_markdown_with_this_deployments_values(tmp_path: Path) -> None:
