@@ -492,7 +492,8 @@ async def test_ingress_routes_the_public_paths_only(helm: str, tmp_path: Path) -
         await store.close()
     concrete = {p.replace("{instance_id}", "emqx-0123456789abcdef") for p in served}
     concrete = {p.replace("{name}", "console.js") for p in concrete}
-    public = {p for p in concrete if not p.startswith(("/api/", "/api-docs"))}
+    internal = ("/api/", "/api-docs", "/metrics")  # the management API, Prometheus
+    public = {p for p in concrete if not p.startswith(internal)}
     assert {"/", "/SKILL.md", "/static/console.js", "/v1/instances"} <= public
 
     default = _ingress_paths(scenario(helm, "ingress"))
@@ -502,7 +503,8 @@ async def test_ingress_routes_the_public_paths_only(helm: str, tmp_path: Path) -
     assert not any(_routed(default, p) for p in concrete - public)
     assert not _routed(default, "/api/v1/instances") and not _routed(default, "/anything")
     with_api = _ingress_paths(scenario(helm, "ingress-management-api"))
-    assert all(_routed(with_api, p) for p in concrete)
+    assert all(_routed(with_api, p) for p in concrete if p != "/metrics")
+    assert not _routed(with_api, "/metrics")
 
 
 def test_public_base_url_follows_the_ingress(helm: str) -> None:
