@@ -22,6 +22,7 @@ RUNS: list[tuple[str, list[str]]] = [
     ("cold_auth", []),
     ("manager_post", []),
     ("scale", []),
+    ("api_key_check", []),
 ]
 COLUMNS = [
     ("case", "case"),

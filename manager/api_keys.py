@@ -2,10 +2,13 @@
 store's, listed, created, deleted and verified in one place.
 
 Keys created through the API live in the ApiKeyStore as argon2id hashes of their
-secrets. A verified secret is remembered as a keyed digest of (name, stored hash,
-secret), so repeated calls skip argon2 until the key is deleted or replaced; the
-plaintext is never kept. Each call still reads the key's record, so a key deleted on
-another replica stops working at once.
+secrets; bootstrap keys carry an argon2id hash made at load. Every check takes the same
+path whichever kind of key, or no key, the name is: one store read (for any name shaped
+like a stored key's), then one argon2 verify against the key's hash or the decoy. A
+verified secret is remembered as a keyed digest of (name, hash, secret), so repeated
+calls skip argon2 until the key is deleted or replaced; the plaintext is never kept.
+Each call still reads the key's record, so a key deleted on another replica stops
+working at once.
 """
 
 from __future__ import annotations
@@ -85,30 +88,37 @@ class ApiKeyService:
         hasher: Executor | None = None,
         clock: Callable[[], datetime] = utc_now,
         cache: VerifiedCache | None = None,
+        verify: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._bootstrap = {key.name: key for key in bootstrap}
+        self._verify = verify or verify_password
         self._store = store
         self._hasher = hasher
         self._clock = clock
         self._cache = cache or VerifiedCache()
 
     async def authenticate(self, name: str, secret: str) -> Role | None:
-        """The key's role when `secret` is right; None otherwise (same cost for unknown
-        names as for a wrong secret)."""
+        """The key's role when `secret` is right; None otherwise. Bootstrap, stored and
+        unknown names cost the same: one store read when the name could be a stored
+        key's, one verify (the decoy's for an unknown name)."""
+        stored = await self._store.get(name) if is_api_key_name(name) else None
         boot = self._bootstrap.get(name)
-        if boot is not None:
-            return boot.role if boot.matches(secret) else None
-        key = await self._store.get(name) if is_api_key_name(name) else None
-        if key is not None and self._cache.hit(key.name, key.secret_hash, secret):
-            return key.role
-        stored = key.secret_hash if key is not None else DECOY_HASH
+        role, secret_hash = (
+            (boot.role, boot.secret_hash)
+            if boot is not None
+            else (stored.role, stored.secret_hash)
+            if stored is not None
+            else (None, DECOY_HASH)
+        )
+        if role is not None and self._cache.hit(name, secret_hash, secret):
+            return role
         loop = asyncio.get_running_loop()
-        if not await loop.run_in_executor(self._hasher, verify_password, stored, secret):
+        if not await loop.run_in_executor(self._hasher, self._verify, secret_hash, secret):
             return None
-        if key is None:
+        if role is None:
             return None
-        self._cache.remember(key.name, key.secret_hash, secret)
-        return key.role
+        self._cache.remember(name, secret_hash, secret)
+        return role
 
     async def list(self) -> list[KeyInfo]:
         stored = [KeyInfo(k.name, k.role, "api", k.created_at) for k in await self._store.list()]

@@ -2,41 +2,37 @@
 
 The file follows EMQX's `api_key.bootstrap_file`: one `key:secret:role` per line (role
 `administrator` or `viewer`; `key:secret` means administrator, as in EMQX), empty lines
-and `#` comments allowed. Secrets are kept as SHA-256 digests and compared in constant
-time; a bad line is a ConfigError naming the line number, never the secret.
+and `#` comments allowed. Secrets are kept as argon2id hashes made at load, so that
+checking a bootstrap key costs what checking a stored key costs (manager/api_keys.py);
+a bad line is a ConfigError naming the line number, never the secret.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenants.api_keys import Role
 from tenants.errors import ConfigError
+from tenants.hashing import hash_password, verify_password
 
 BOOTSTRAP_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 BOOTSTRAP_SECRET_MIN = 16
-
-
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
 
 
 @dataclass(frozen=True)
 class BootstrapKey:
     name: str
     role: Role
-    digest: bytes = field(repr=False)
+    secret_hash: str = field(repr=False)  # argon2id PHC string
 
     @classmethod
     def of(cls, name: str, secret: str, role: Role) -> BootstrapKey:
-        return cls(name, role, _digest(secret))
+        return cls(name, role, hash_password(secret))
 
     def matches(self, secret: str) -> bool:
-        return hmac.compare_digest(self.digest, _digest(secret))
+        return verify_password(self.secret_hash, secret)
 
 
 def parse_bootstrap(text: str, source: str) -> tuple[BootstrapKey, ...]:

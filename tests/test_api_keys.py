@@ -201,13 +201,62 @@ async def test_verified_keys_skip_argon2(tmp_path: Path, monkeypatch: pytest.Mon
             as_bot = basic("bot", made.json()["api_secret"])
             for _ in range(5):
                 assert (await m.client.get("/api/v1/instances", headers=as_bot)).status_code == 200
-            assert len(calls) == 1  # the bootstrap key never needs argon2; the bot's once
+            assert len(calls) == 2  # the bootstrap key's first use, the bot's: once each
             wrong = basic("bot", "not-the-secret")
             for _ in range(2):
                 assert (await m.client.get("/api/v1/instances", headers=wrong)).status_code == 401
-            assert len(calls) == 3  # failures are never cached
+            assert len(calls) == 4  # failures are never cached
             unknown = await m.client.get("/api/v1/instances", headers=basic("ghost", "x"))
             assert unknown.status_code == 401
-            assert len(calls) == 4  # an unknown key pays a (decoy) verification too
+            assert len(calls) == 5  # an unknown key pays a (decoy) verification too
     finally:
         await store.close()
+
+
+class CountingKeys:
+    """An ApiKeyStore that counts its reads (the rest is not needed here)."""
+
+    def __init__(self, keys: dict[str, ApiKey]) -> None:
+        self.keys = keys
+        self.reads: list[str] = []
+
+    async def get(self, name: str) -> ApiKey | None:
+        self.reads.append(name)
+        return self.keys.get(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "secret", "role"),
+    [
+        ("boot", SECRET, Role.ADMINISTRATOR),  # bootstrap, right secret
+        ("boot", SECRET + "x", None),  # bootstrap, wrong secret
+        ("stored", "stored-secret-0123456789", Role.VIEWER),  # stored, right
+        ("stored", "wrong-secret-0123456789", None),  # stored, wrong
+        ("ghost", SECRET, None),  # unknown
+    ],
+)
+async def test_every_key_check_takes_the_same_path(
+    name: str, secret: str, role: Role | None
+) -> None:
+    """One store read and one argon2 verify, whichever branch: no branch is cheaper
+    (bench/api_key_check.py measures it)."""
+    from manager.api_keys import ApiKeyService
+    from manager.bootstrap_keys import BootstrapKey
+    from tenants.hashing import DECOY_HASH
+
+    boot = BootstrapKey.of("boot", SECRET, Role.ADMINISTRATOR)
+    stored_key = ApiKey(
+        "stored", Role.VIEWER, hash_password("stored-secret-0123456789"), datetime.now(UTC)
+    )
+    store = CountingKeys({"stored": stored_key})
+    verified: list[str] = []
+
+    def verify(password_hash: str, password: str) -> bool:
+        verified.append(password_hash)
+        return verify_password(password_hash, password)
+
+    service = ApiKeyService([boot], store, verify=verify)  # type: ignore[arg-type]
+    assert await service.authenticate(name, secret) is role
+    assert store.reads == [name]
+    expected = {"boot": boot.secret_hash, "stored": stored_key.secret_hash}.get(name, DECOY_HASH)
+    assert verified == [expected]

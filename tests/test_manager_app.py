@@ -319,3 +319,33 @@ async def test_unreachable_manager_port_is_a_clear_error(tmp_path: Path) -> None
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as client:
             await client.post("http://127.0.0.1:9/v1/instances")
+
+
+async def test_limits_hold_across_two_replicas(tmp_path: Path) -> None:
+    """Two managers on one store (the chart runs 2): the rate and the caps are the
+    release's, not each replica's, once a replica's index has seen the other's writes."""
+    first, second = LocalStore(tmp_path), LocalStore(tmp_path)
+    env = {"PER_IP_RATE": "2", "PER_IP_MAX_LIVE": "0", "TTL_SECONDS": "600"}
+    try:
+        async with manager_for(first, env) as a, manager_for(second, env) as b:
+            for _ in range(2):
+                assert (await a.client.post("/v1/instances")).status_code == 201
+            for _ in range(100):
+                if b.sync.index.count_live(utc_now()) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            refused = await b.client.post("/v1/instances")
+            assert refused.status_code == 429
+            assert "address" in refused.text
+            assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        capped = {"PER_IP_RATE": "0", "PER_IP_MAX_LIVE": "3", "TTL_SECONDS": "600"}
+        async with manager_for(first, capped) as a, manager_for(second, capped) as b:
+            assert (await a.client.post("/v1/instances")).status_code == 201
+            for _ in range(100):
+                if b.sync.index.count_live(utc_now()) == 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await b.client.post("/v1/instances")).status_code == 429
+    finally:
+        await first.close()
+        await second.close()
