@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Module -> the test files that pin it (those of them that exist are run).
 MODULES: dict[str, tuple[str, ...]] = {
     "exhook/decision.py": ("tests/test_exhook_decision.py",),
-    "manager/client_ip.py": ("tests/test_client_ip.py", "tests/test_manager_app.py"),
+    "manager/client_ip.py": ("tests/test_client_ip.py", "tests/test_callers.py"),
+    "manager/forwarded.py": ("tests/test_forwarded.py", "tests/test_client_ip.py"),
+    "manager/networks.py": ("tests/test_networks.py",),
     "tenants/secret_format.py": ("tests/test_secret_format.py",),
     "tenants/credential_format.py": (
         "tests/test_credential_format.py",
@@ -43,7 +45,33 @@ MODULES: dict[str, tuple[str, ...]] = {
 # Survivors that cannot change behaviour: (module, function, the mutated line as it reads
 # after the mutation, stripped) -> why. The mutated line, not mutmut's mutant number,
 # identifies a mutant, so unrelated edits elsewhere in the function keep the entry valid.
-EQUIVALENT: dict[tuple[str, str, str], str] = {}
+_FALSY = "None is as falsy as False wherever the value is read"
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    ("manager/client_ip.py", "client_of", 'client: Hop | None = parse_address(peer or "XXXX")'): (
+        '"" and "XXXX" are both no address: None either way'
+    ),
+    (
+        "manager/networks.py",
+        "_masked",
+        "return str(ipaddress.ip_network((address, length), strict=None))",
+    ): _FALSY,
+    ("manager/forwarded.py", "_split_quoted", "escaped = None"): _FALSY,
+    ("manager/forwarded.py", "_unquote", "escaped = None"): _FALSY,
+    ("manager/forwarded.py", "_unquote", """if len(value) <= 2 or not value.endswith('"'):"""): (
+        'only \'""\' differs: its empty value parses to Opaque(""), which is BROKEN'
+    ),
+    ("manager/forwarded.py", "_unquote", """if len(value) < 3 or not value.endswith('"'):"""): (
+        'only \'""\' differs: its empty value parses to Opaque(""), which is BROKEN'
+    ),
+    (
+        "manager/forwarded.py",
+        "_is_obfuscated",
+        'and all(c.isalnum() or c in "XX._-XX" for c in rest)',
+    ): "X is alphanumeric anyway",
+    ("manager/forwarded.py", "parse_node", 'inner, sep, after = text[1:].rpartition("]")'): (
+        "no address holds a ']': the first and the last ']' of an accepted hop are the same"
+    ),
+}
 
 # mutmut's exit codes per mutant (mutmut/stats.py `status_by_exit_code`, mutmut 3.8).
 _KILLED = {1, 3}

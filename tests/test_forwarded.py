@@ -29,6 +29,9 @@ V6 = IPv6Address("2001:db8::1")
         ("203.0.113.7:1", V4),
         ("203.0.113.7:65535", V4),
         ("203.0.113.7:_port", V4),  # RFC 7239 obfport
+        ("203.0.113.7:_a", V4),
+        ("203.0.113.7:_ a", Opaque("203.0.113.7:_ a")),
+        ("::ffff:203.0.113.7:80", Opaque("::ffff:203.0.113.7:80")),  # a port needs brackets
         ("2001:db8::1", V6),
         ("[2001:db8::1]", V6),
         ("[2001:db8::1]:4711", V6),
@@ -117,6 +120,10 @@ def test_forwarded_quoted_strings_may_hold_separators_and_escapes() -> None:
     assert forwarded(['for="\\"quoted\\""']) == [Opaque('"quoted"')]
     assert forwarded(['for="203.0.113\\.7"']) == [V4]
     assert forwarded(['proto="a,b";for=203.0.113.7, for=2001:db8::1']) == [V4, V6]
+    # An escaped quote does not end the quoted string, in the list as in the value.
+    assert forwarded(['for="_a\\",b"']) == [Opaque('_a",b')]
+    assert forwarded(['for="_a\\"b", for=203.0.113.7']) == [Opaque('_a"b'), V4]
+    assert forwarded(['for="_x=y"']) == [Opaque("_x=y")]
 
 
 @pytest.mark.parametrize(
@@ -141,4 +148,5 @@ def test_broken_forwarded_elements_have_no_identity(element: str) -> None:
 
 def test_forwarded_skips_empty_elements_and_spaces() -> None:
     assert forwarded([" , for=203.0.113.7 ; proto=http ,"]) == [V4]
+    assert forwarded([",for=203.0.113.7"]) == [V4]
     assert forwarded(["FOR = 203.0.113.7"]) == [V4]
