@@ -82,8 +82,8 @@ async def get_instance(request: web.Request) -> web.Response:
     tenant = await ctx.store.get(request.match_info["instance_id"])
     if tenant is None:
         raise not_found("instance")
-    connected = await ctx.clients.count(*tenant.usernames())
-    return web.json_response(instance_detail(tenant, ctx.clock(), connected))
+    usage = await ctx.clients.usage(tenant.instance_id, tenant.usernames())
+    return web.json_response(instance_detail(tenant, ctx.clock(), usage, ctx.settings.quotas))
 
 
 async def delete_instance(request: web.Request) -> web.Response:

@@ -10,8 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
+from manager.emqx_clients import COUNTERS, EmqxState
 from tenants.api_keys import API_KEY_NAME_RE
 from tenants.credentials import INSTANCE_ID_RE, SCOPED_USERNAME_RE
+from tenants.quotas import DEFAULT_QUOTAS
 from tenants.record import STATES, TAG_MAX, TAG_RE
 
 Schema = dict[str, Any]
@@ -82,6 +84,42 @@ def _op(summary: str, responses: Schema, **extra: Any) -> Schema:
     return {"summary": summary, "responses": responses, **extra}
 
 
+def _limits() -> Schema:
+    """Every quota of tenants/quotas.py, typed by its default."""
+    types = {bool: "boolean", int: "integer", str: "string"}
+    return _obj(
+        {
+            name: {"type": types[type(value)], "example": value}
+            for name, value in DEFAULT_QUOTAS.limits().items()
+        }
+    )
+
+
+def _usage() -> Schema:
+    used = {"type": "integer", "minimum": 0, "nullable": True}
+    limited = _obj({"used": used, "limit": {"type": "integer", "minimum": 1}})
+    counter = {"type": "integer", "minimum": 0}
+    counters = {
+        **_obj({name: counter for name in COUNTERS.values()}, required=[]),
+        "nullable": True,
+        "description": "EMQX's counters for the namespace (EMQX 6.1.0+; null on 6.0.x,"
+        " before the namespace's first session, or when EMQX did not answer)",
+    }
+    return _obj(
+        {
+            "emqx": {
+                "type": "string",
+                "enum": [state.value for state in EmqxState],
+                "description": "ok: EMQX answered every read; unreachable: a value it did"
+                " not give is null; not_configured: EMQX_API_URL is unset",
+            },
+            "sessions": limited,
+            "retained_messages": limited,
+            "counters": counters,
+        }
+    )
+
+
 def _schemas() -> Schema:
     endpoint = _obj(
         {"host": {"type": "string"}, "port": {"type": "integer"}, "uri": {"type": "string"}}
@@ -125,7 +163,13 @@ def _schemas() -> Schema:
         "Error": _obj({"code": {"type": "string"}, "message": {"type": "string"}}),
         "Instance": _obj(instance),
         "InstanceDetail": _obj(
-            {**instance, "connected_clients": connected, "credentials": credential_list}
+            {
+                **instance,
+                "connected_clients": connected,
+                "credentials": credential_list,
+                "limits": _limits(),
+                "usage": _usage(),
+            }
         ),
         "InstancePage": _obj(
             {"data": {"type": "array", "items": _ref("Instance")}, "meta": _obj(meta)}

@@ -55,8 +55,8 @@ async def authenticate_instance(request: web.Request, ctx: ApiContext) -> Tenant
 async def get_own_instance(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     tenant = await authenticate_instance(request, ctx)
-    connected = await ctx.clients.count(*tenant.usernames())
-    return web.json_response(instance_detail(tenant, ctx.clock(), connected))
+    usage = await ctx.clients.usage(tenant.instance_id, tenant.usernames())
+    return web.json_response(instance_detail(tenant, ctx.clock(), usage, ctx.settings.quotas))
 
 
 async def delete_own_instance(request: web.Request) -> web.Response:

@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from manager.api_keys import KeyInfo, NewKey
+from manager.emqx_clients import Usage
 from manager.instances import BadRequest
 from tenants.api_keys import Role
+from tenants.quotas import Quotas
 from tenants.record import STATES, ScopedCredential, Tenant, format_time, parse_time
 
 DEFAULT_LIMIT = 100
@@ -69,11 +71,27 @@ def instance_view(tenant: Tenant, now: datetime) -> Body:
     }
 
 
-def instance_detail(tenant: Tenant, now: datetime, connected_clients: int | None) -> Body:
+def instance_detail(tenant: Tenant, now: datetime, usage: Usage, quotas: Quotas) -> Body:
+    """The instance, its credentials, its limits and what it uses of them."""
     return {
         **instance_view(tenant, now),
-        "connected_clients": connected_clients,
+        "connected_clients": usage.sessions,
         "credentials": credential_list(tenant)["data"],
+        "limits": quotas.limits(),
+        "usage": usage_view(usage, quotas),
+    }
+
+
+def usage_view(usage: Usage, quotas: Quotas) -> Body:
+    """Current use against the limits; `null` where EMQX did not say (`emqx` tells why)."""
+    return {
+        "emqx": usage.emqx.value,
+        "sessions": {"used": usage.sessions, "limit": quotas.max_sessions},
+        "retained_messages": {
+            "used": usage.retained_messages,
+            "limit": quotas.retained_messages,
+        },
+        "counters": dict(usage.counters) if usage.counters is not None else None,
     }
 
 

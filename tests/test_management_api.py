@@ -196,25 +196,41 @@ async def test_connected_clients_from_emqx(tmp_path: Path) -> None:
             api.connect(iid, f"{iid}-a")
             api.connect(iid, f"{iid}-b")
             api.connect("emqx-00000000000000ff", "other")
+            api.retainer.retain(f"{iid}/state")
+            api.mt.messaging_stats[iid] = {"messages.received": 4}
             env = env_for(
-                tmp_path, EMQX_API_URL=api.url, EMQX_API_KEY=api.key, EMQX_API_SECRET=api.secret
+                tmp_path,
+                EMQX_API_URL=api.url,
+                EMQX_API_KEY=api.key,
+                EMQX_API_SECRET=api.secret,
+                QUOTA_MAX_SESSIONS="5",
             )
             async with manager_for(store, env) as m:
                 url = f"/api/v1/instances/{iid}"
                 shown = (await m.client.get(url, headers=AS_ADMIN)).json()
                 assert shown["connected_clients"] == 2
+                assert shown["limits"]["max_sessions"] == 5  # QUOTA_MAX_SESSIONS
+                usage = shown["usage"]
+                assert usage["emqx"] == "ok"
+                assert usage["sessions"] == {"used": 2, "limit": 5}
+                assert usage["retained_messages"] == {"used": 1, "limit": 100}
+                assert usage["counters"]["messages_received"] == 4
                 call = api.calls_to("GET", "/clients")[-1]
                 assert ("username", iid) in call.query and call.auth_ok
-                api.fail_next(1, 503)
-                assert (await m.client.get(url, headers=AS_ADMIN)).json()[
-                    "connected_clients"
-                ] is None
+                api.fail_next(1, 503, path="/clients")
+                failed = (await m.client.get(url, headers=AS_ADMIN)).json()
+                assert failed["connected_clients"] is None
+                assert failed["usage"]["emqx"] == "unreachable"
+                assert failed["usage"]["retained_messages"]["used"] == 1
                 await api.set_down(True)
                 down = await m.client.get(url, headers=AS_ADMIN)
                 assert down.status_code == 200 and down.json()["connected_clients"] is None
+                assert down.json()["usage"]["emqx"] == "unreachable"
+                assert down.json()["usage"]["counters"] is None
         async with manager_for(store, env_for(tmp_path)) as m:  # no EMQX configured
             plain = (await m.client.get(f"/api/v1/instances/{iid}", headers=AS_ADMIN)).json()
             assert plain["connected_clients"] is None
+            assert plain["usage"]["emqx"] == "not_configured"
             assert plain["state"] == "active" and plain["tag"] == ""
     finally:
         await store.close()

@@ -9,6 +9,7 @@ import pytest
 
 from tenants.hashing import DECOY_HASH, verify_password
 from tenants.local_store import LocalStore
+from tenants.quotas import DEFAULT_QUOTAS
 from tenants.store import TenantStore
 from tests.emqx_harness import ALLOW, DENY, eventually, running_exhook
 from tests.manager_client import basic, manager_for
@@ -33,6 +34,13 @@ async def test_own_instance_read_rotate_delete(store: TenantStore) -> None:
             "tag": "mine",
             "connected_clients": None,
             "credentials": [],
+            "limits": DEFAULT_QUOTAS.limits(),
+            "usage": {
+                "emqx": "not_configured",
+                "sessions": {"used": None, "limit": DEFAULT_QUOTAS.max_sessions},
+                "retained_messages": {"used": None, "limit": DEFAULT_QUOTAS.retained_messages},
+                "counters": None,
+            },
         }
         assert await eventually(verdict(emqx, iid, password), ALLOW, timeout=5) == ALLOW
 
