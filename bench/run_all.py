@@ -23,6 +23,14 @@ RUNS: list[tuple[str, list[str]]] = [
     ("manager_post", []),
     ("scale", []),
     ("api_key_check", []),
+    ("publish_calls", []),
+]
+PUBLISH_COLUMNS = [
+    ("server", "server"),
+    ("hooks", "hooks registered"),
+    ("publishes", "publishes"),
+    ("hook_calls", "hook calls"),
+    ("calls_per_publish", "calls / publish"),
 ]
 COLUMNS = [
     ("case", "case"),
@@ -81,6 +89,8 @@ def render(reports: list[dict[str, Any]], commands: list[str]) -> str:
     for report, command in zip(reports, commands, strict=True):
         out += [f"## {report['benchmark']}", "", f"`{command}`", ""]
         columns = SCALE_COLUMNS if report["benchmark"].startswith("scale") else COLUMNS
+        if report["benchmark"].startswith("publish_calls"):
+            columns = PUBLISH_COLUMNS
         out += table(report["rows"], columns)
         out.append("")
         for goal in report["goals"]:

@@ -125,6 +125,9 @@ class FakeEmqx:
         self.version = version
         self.calls: Counter[str] = Counter()  # RPCs made to the hook, by method
         self.registered: frozenset[str] = frozenset()  # hook names from the last load()
+        # Our file ACL is the authorization source (False: no source at all, the
+        # pre-issue-10 emqx-config with `sources = []`, for the benchmark's baseline).
+        self.file_source = True
         self.node = node
         self.request_timeout = request_timeout
         if root_certificates is None:
@@ -268,7 +271,8 @@ class FakeEmqx:
         shown = real_topic(topic)
         if newer and client.mountpoint is not None:
             shown = client.mountpoint + shown
-        found = match(ACL_61 if newer else ACL_60, client, "publish", shown)
+        rules = (ACL_61 if newer else ACL_60) if self.file_source else ()
+        found = match(rules, client, "publish", shown)
         verdict = ALLOW if found == "allow" else DENY  # no_match = deny
         if found == "nomatch" and "client.authorize" in self.registered:
             info = self.clientinfo(username, client.clientid)

@@ -28,6 +28,7 @@ EXPECTED = {
     "manager_post": ["throughput=", "p50_ms=", "p99_ms=", "gen_cpu=", "ratio=", "goal"],
     "scale": ["first_sync_s=", "index_bytes_per_tenant=", "p99_ms=", "Kubernetes stand-in"],
     "api_key_check": ["case=bootstrap_right", "case=unknown", "p50_ms=", "ratio=", "goal"],
+    "publish_calls": ["hook_calls=0", "calls_per_publish=", "goal MET"],
 }
 
 

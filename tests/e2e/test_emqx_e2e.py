@@ -8,6 +8,8 @@ Set:
   built-in-database authenticator, the file source with emqx-config/acl.conf
   (acl-6.0.conf on 6.0) and no_match = deny, include_mountpoint on 6.1+);
 - optionally `ZERO_EMQX_E2E_MQTT_CA` (PEM) for mqtts;
+- optionally `ZERO_EMQX_E2E_EXHOOK_METRICS` (the hook's `http://host:9001/metrics`): the
+  hook-call count of a client on 200 topics is read there (skipped without it);
 - the same store variables the ExHook uses (`ZERO_EMQX_STORE`, `ZERO_EMQX_DATA_DIR`,
   or `KUBE_NAMESPACE` and a kubeconfig): the tests write tenant records there directly,
   as the manager would, and watch the hook follow.
@@ -16,7 +18,9 @@ Needs `paho-mqtt` (2.x). What it shows, with real MQTT 5 clients: a tenant is ad
 wrong password, unknown username and anonymous are refused; two tenants publishing to the
 same topic never see each other's messages; two tenants using the same client id do not
 take over each other's session; pausing or deleting the record refuses new CONNECTs
-within seconds.
+within seconds; a publish-only credential receives nothing, not even by resuming its
+owner's session with the owner's client id; a subscribe-only one cannot publish; a client
+publishing to 200 topics costs the hook no call after its CONNECT.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import pytest
 from tenants.record import Tenant
 from tenants.settings import StoreSettings
 from tenants.store import TenantStore
-from tests.conftest import Minted, make_tenant
+from tests.conftest import Minted, MintedCredential, make_credential, make_tenant
 
 MQTT_URL = os.environ.get("ZERO_EMQX_E2E_MQTT_URL", "")
 pytestmark = [
@@ -45,6 +49,9 @@ pytestmark = [
     pytest.mark.skipif(not MQTT_URL, reason="ZERO_EMQX_E2E_MQTT_URL is not set"),
 ]
 NOT_AUTHORIZED = {134, 135}  # MQTT 5: bad user name or password, not authorized
+REFUSED = 135  # MQTT 5 reason code "not authorized" in a SUBACK or PUBACK (deny_action ignore)
+DELIVERED = {0, 16}  # PUBACK: success, or "no matching subscribers" (allowed, nobody listens)
+METRICS_URL = os.environ.get("ZERO_EMQX_E2E_EXHOOK_METRICS", "")
 FOLLOW_SECONDS = 10.0
 
 
@@ -73,31 +80,60 @@ class Mqtt:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.reason: int | None = None
+        self.session_present: bool | None = None
+        self.suback: list[int] = []
+        self.puback: dict[int, int] = {}  # message id -> PUBACK reason code
         self.messages: list[tuple[str, bytes]] = []
         self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_publish = self._on_publish
         self.client.on_message = lambda _c, _u, msg: self.messages.append((msg.topic, msg.payload))
 
-    def _on_connect(self, _c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+    def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: Any, _props: Any) -> None:
         self.reason = int(reason.value)
+        self.session_present = bool(flags.session_present)
         self.connected.set()
 
-    def connect(self, timeout: float = 10.0) -> int:
-        """The CONNACK reason code (0 = admitted)."""
-        self.client.connect(self.host, self.port, keepalive=30)
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: Any, _props: Any) -> None:
+        self.suback = [int(r.value) for r in reasons]
+        self.subscribed.set()
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _props: Any) -> None:
+        self.puback[mid] = int(reason.value)
+
+    def connect(
+        self, timeout: float = 10.0, *, clean_start: bool = True, session_expiry: int = 0
+    ) -> int:
+        """The CONNACK reason code (0 = admitted); `session_present` is set too."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = session_expiry
+        self.client.connect(
+            self.host, self.port, keepalive=30, clean_start=clean_start, properties=properties
+        )
         self.client.loop_start()
         if not self.connected.wait(timeout):
             raise TimeoutError("no CONNACK")
         assert self.reason is not None
         return self.reason
 
-    def subscribe(self, topic: str) -> None:
+    def subscribe(self, topic: str) -> list[int]:
+        """The SUBACK reason codes (0-2 granted QoS, 135 not authorized)."""
         self.subscribed.clear()
         self.client.subscribe(topic, qos=1)
         assert self.subscribed.wait(10), "no SUBACK"
+        return self.suback
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+    def publish(self, topic: str, payload: bytes) -> int:
+        """Publish at QoS 1; the PUBACK reason code (0 success, 135 not authorized)."""
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(10)
+        deadline = time.monotonic() + 10
+        while info.mid not in self.puback and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.puback[info.mid]
 
     def close(self) -> None:
         self.client.disconnect()
@@ -187,3 +223,107 @@ async def test_pause_and_delete_are_followed(e2e_store: TenantStore) -> None:
     await e2e_store.update(replace(paused, paused=False))
     await e2e_store.delete(instance_id)
     assert await until_refused(tenant) in NOT_AUTHORIZED
+
+
+async def mint_with(store: TenantStore, *credentials: MintedCredential) -> Minted:
+    minted = make_tenant(tag="e2e")
+    tenant = replace(minted.tenant, credentials=tuple(c.credential for c in credentials))
+    return Minted(await store.create(tenant), minted.password)
+
+
+def username_of(tenant: Minted, credential: MintedCredential) -> str:
+    return tenant.tenant.username_of(credential.credential)
+
+
+async def test_a_publish_only_credential_receives_nothing(e2e_store: TenantStore) -> None:
+    """Not by subscribing (SUBACK 135), and not by resuming its owner's session: EMQX
+    makes the client id `<username>-<own id>`, so the owner's id names another session."""
+    device = make_credential(label="device", allow_publish=True, allow_subscribe=False)
+    tenant = await mint_with(e2e_store, device)
+    owner_id = tenant.tenant.instance_id
+    owner = Mqtt(owner_id, tenant.password, "dash")
+    try:
+        assert await asyncio.to_thread(owner.connect, session_expiry=300) == 0
+        assert await asyncio.to_thread(owner.subscribe, "#") == [1]
+        await asyncio.to_thread(owner.close)  # the session stays, with its subscription
+        sender = Mqtt(owner_id, tenant.password, "sender")
+        assert await asyncio.to_thread(sender.connect) == 0
+        marker = uuid.uuid4().hex.encode()
+        assert await asyncio.to_thread(sender.publish, "queued/for/owner", marker) in DELIVERED
+        await asyncio.to_thread(sender.close)
+
+        thief = Mqtt(username_of(tenant, device), device.password, "dash")  # the owner's id
+        assert await asyncio.to_thread(thief.connect, clean_start=False, session_expiry=300) == 0
+        assert thief.session_present is False
+        assert await asyncio.to_thread(thief.subscribe, "#") == [REFUSED]
+        assert await asyncio.to_thread(thief.publish, "from/device", b"d:" + marker) in DELIVERED
+        await asyncio.sleep(1.0)
+        assert thief.messages == []
+        await asyncio.to_thread(thief.close)
+
+        back = Mqtt(owner_id, tenant.password, "dash")  # the owner's session is intact
+        assert await asyncio.to_thread(back.connect, clean_start=False, session_expiry=0) == 0
+        assert back.session_present is True
+        await asyncio.sleep(1.0)
+        payloads = {payload for _, payload in back.messages}
+        assert marker in payloads and b"d:" + marker in payloads
+        await asyncio.to_thread(back.close)
+    finally:
+        await e2e_store.delete(tenant.tenant.instance_id)
+
+
+async def test_a_subscribe_only_credential_cannot_publish(e2e_store: TenantStore) -> None:
+    reader = make_credential(label="reader", allow_publish=False, allow_subscribe=True)
+    tenant = await mint_with(e2e_store, reader)
+    owner = Mqtt(tenant.tenant.instance_id, tenant.password, "watch")
+    dashboard = Mqtt(username_of(tenant, reader), reader.password, "dash")
+    try:
+        assert await asyncio.to_thread(owner.connect) == 0
+        assert await asyncio.to_thread(owner.subscribe, "#") == [1]
+        assert await asyncio.to_thread(dashboard.connect) == 0
+        assert await asyncio.to_thread(dashboard.subscribe, "sensors/#") == [1]
+        marker = uuid.uuid4().hex.encode()
+        assert await asyncio.to_thread(dashboard.publish, "sensors/1", marker) == REFUSED
+        assert await asyncio.to_thread(owner.publish, "sensors/2", marker) in DELIVERED
+        await asyncio.sleep(1.0)
+        assert ("sensors/2", marker) in dashboard.messages  # it reads
+        assert ("sensors/1", marker) not in owner.messages  # it never wrote
+    finally:
+        for client in (owner, dashboard):
+            await asyncio.to_thread(client.close)
+        await e2e_store.delete(tenant.tenant.instance_id)
+
+
+async def hook_calls() -> float:
+    """Every call the hook answered so far (its decisions counter, all hooks)."""
+    import urllib.request
+
+    def read() -> str:
+        with urllib.request.urlopen(METRICS_URL, timeout=5) as response:  # noqa: S310
+            return str(response.read().decode())
+
+    text = await asyncio.to_thread(read)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("zero_emqx_exhook_decisions_total{")
+    )
+
+
+@pytest.mark.skipif(not METRICS_URL, reason="ZERO_EMQX_E2E_EXHOOK_METRICS is not set")
+async def test_a_client_on_200_topics_costs_the_hook_nothing(e2e_store: TenantStore) -> None:
+    """Past EMQX's 32-entry authorization cache, a hook on client.authorize was asked
+    about every PUBLISH; ours is asked once, at CONNECT."""
+    tenant = await mint(e2e_store)
+    client = Mqtt(tenant.tenant.instance_id, tenant.password, "gateway")
+    try:
+        before = await hook_calls()
+        assert await asyncio.to_thread(client.connect) == 0
+        for round_ in range(2):
+            for n in range(200):
+                code = await asyncio.to_thread(client.publish, f"sensors/{n}", b"%d" % round_)
+                assert code in DELIVERED
+        assert await hook_calls() - before == 1  # the CONNECT's authenticate, nothing else
+    finally:
+        await asyncio.to_thread(client.close)
+        await e2e_store.delete(tenant.tenant.instance_id)
