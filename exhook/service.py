@@ -229,7 +229,10 @@ class HookProvider:
             )
         except Overloaded:
             return deny(Reason.OVERLOADED)
-        if found is None or not self._unseen(self._index.get(instance_id), user):
+        # The index may have caught up while the store was read: then it is the truth.
+        indexed = self._index.get(instance_id)
+        known = indexed if indexed is not None and not self._unseen(indexed, user) else found
+        if known is None:
             return self._settle(plan, decoy, user, password)
         fresh = plan_authenticate(
             user,
@@ -237,14 +240,14 @@ class HookProvider:
             password,
             clientid,
             synced=True,
-            tenant=found,
+            tenant=known,
             now=self._clock(),
             ignore_unknown=self._ignore_unknown,
         )
         if isinstance(fresh, Decision):
             return fresh
-        if fresh.failure is not None:  # not there either: one verify (the decoy) is enough
-            return self._settle(plan, decoy, user, password)
+        if fresh.failure is not None:  # refused there too: one verify (the decoy) is enough
+            return self._settle(fresh, decoy, user, password)
         try:
             matched = await self._verifier.verify(
                 fresh.password_hash, password, budget=self._budget(context)

@@ -83,3 +83,28 @@ async def test_a_credential_the_index_has_not_seen_is_read_from_the_store(
         assert (await emqx.connect(unknown, device.password)).verdict == DENY
         assert (await emqx.connect(instance_id, minted.password)).verdict == ALLOW
         assert runtime.verifier.stats.verifications == 4  # decoy + real, decoy, owner
+
+
+async def test_the_index_catching_up_during_the_read_still_admits(store: TenantStore) -> None:
+    """The watch brings the record while the store is read (the race a real index has):
+    the index, now right, decides; the credential is not refused for the decoy's sake."""
+    deaf = DeafStore(store)
+    minted = make_tenant()
+    await store.create(minted.tenant)
+    async with running_exhook(deaf) as (runtime, emqx):  # type: ignore[arg-type]
+        device = make_credential()
+        instance_id = minted.tenant.instance_id
+        stored = await modify(store, instance_id, add_credential(device.credential, utc_now(), 20))
+        inner_get = deaf.get
+
+        async def get_while_the_watch_arrives(wanted: str) -> Tenant | None:
+            runtime.index.put(stored)  # the watch event lands during the read
+            return await inner_get(wanted)
+
+        deaf.get = get_while_the_watch_arrives  # type: ignore[method-assign,assignment]
+        indexed = runtime.index.get(instance_id)
+        assert indexed is not None and indexed.credentials == ()
+        name = stored.username_of(device.credential)
+        assert (await emqx.connect(name, device.password)).verdict == ALLOW
+        deaf.get = inner_get  # type: ignore[method-assign]
+        assert (await emqx.connect(name, minted.password)).verdict == DENY  # still checked
