@@ -68,16 +68,16 @@ def _limit(value: int, what: str) -> str:
 
 def limit_rows(settings: ManagerSettings) -> tuple[Row, ...]:
     """The service's own limits on creating and managing instances."""
-    s = settings
+    s, p = settings, settings.prefixes
+    caller = f"address (IPv4 /{p.ipv4_group}, IPv6 /{p.ipv6_group})"
+    network = f"network (IPv4 /{p.ipv4_network}, IPv6 /{p.ipv6_network})"
+    later = "429, Retry-After"
     return (
         ("lifetime of an instance", f"{duration(s.ttl_seconds)} ({s.ttl_seconds} s)", "gone"),
-        ("creations per address", _limit(s.per_ip_rate, "per minute"), "429, Retry-After"),
-        ("live instances per address", _limit(s.per_ip_max_live, "at once"), "429, Retry-After"),
-        (
-            "live instances in the service",
-            _limit(s.max_live_instances, "at once"),
-            "429, Retry-After",
-        ),
+        (f"creations per {caller}", _limit(s.per_ip_rate, "per minute"), later),
+        (f"live instances per {caller}", _limit(s.per_ip_max_live, "at once"), later),
+        (f"live instances per {network}", _limit(s.per_network_max_live, "at once"), later),
+        ("live instances in the service", _limit(s.max_live_instances, "at once"), later),
         ("request body", f"{s.max_body_bytes} bytes", "413"),
         ("failed logins per address", _limit(s.auth_failure_rate, "per minute"), "429"),
     )

@@ -66,7 +66,6 @@ def render_skill(settings: ManagerSettings, version: str) -> str:
         "ttl": ttl,
         "max_body_bytes": str(settings.max_body_bytes),
         "per_ip_rate": _per(settings.per_ip_rate, "more than {} a minute"),
-        "per_ip_max_live": _per(settings.per_ip_max_live, "{} live instances"),
         "max_live": _per(settings.max_live_instances, "{} live instances"),
         "deadline": f"{settings.request_deadline_seconds:g} s",
         "auth_failure_rate": _per(settings.auth_failure_rate, "{} a minute"),

@@ -29,7 +29,8 @@ def test_quota_values_follow_the_settings() -> None:
 def test_unlimited_reads_as_no_limit() -> None:
     settings = ManagerSettings.from_environ({"PER_IP_RATE": "0", "MAX_LIVE_INSTANCES": "5"})
     values = {name: value for name, value, _ in limit_rows(settings)}
-    assert values["creations per address"] == "no limit"
+    assert values["creations per address (IPv4 /32, IPv6 /64)"] == "no limit"
+    assert values["live instances per network (IPv4 /24, IPv6 /48)"] == "50 at once"
     assert values["live instances in the service"] == "5 at once"
     assert values["lifetime of an instance"] == "7 days (604800 s)"
 

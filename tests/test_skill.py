@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from manager.limits import duration, quota_rows
+from manager.limits import duration, limit_rows, quota_rows
 from manager.settings import ManagerSettings
 from manager.skill import render_skill
 from tenants.local_store import LocalStore
@@ -31,6 +31,8 @@ SETTINGS = {
         "PER_IP_RATE": "3",
         "PER_IP_MAX_LIVE": "2",
         "MAX_LIVE_INSTANCES": "777",
+        "PER_NETWORK_MAX_LIVE": "9",
+        "IPV6_GROUP_PREFIX": "56",
         "MAX_BODY_BYTES": "2048",
         "AUTH_FAILURE_RATE": "4",
         "QUOTA_MAX_SESSIONS": "3",
@@ -96,9 +98,10 @@ def test_every_value_of_the_deployment_appears(name: str) -> None:
         f"({s.ttl_seconds} s)",
         f"larger than {s.max_body_bytes} bytes",
     ]
-    for limit in (s.per_ip_rate, s.per_ip_max_live, s.max_live_instances):
-        expected.append(f"| {limit} " if limit else "no limit")
-    expected += [f"| {name} | {value} | {past} |" for name, value, past in quota_rows(s.quotas)]
+    rows = (*limit_rows(s), *quota_rows(s.quotas))
+    expected += [f"| {name} | {value} | {past} |" for name, value, past in rows]
+    for limit in (s.per_ip_rate, s.per_ip_max_live, s.per_network_max_live, s.max_live_instances):
+        assert any(value.startswith(f"{limit} ") for _, value, _ in rows) or not limit
     expected.append(f"at most {s.quotas.max_sessions} sessions times them")
     for text in expected:
         assert text in document, text
