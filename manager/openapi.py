@@ -250,10 +250,11 @@ def _paths() -> Schema:
     plain_errors = {
         str(code): _text(text)
         for code, text in {
-            400: "invalid JSON, unknown fields or an invalid tag",
+            400: "invalid JSON (trailing bytes, a duplicate key), unknown fields or an invalid tag",
             405: "method not allowed",
+            408: "the body did not arrive in time",
             413: "body too large",
-            429: "a per-IP or global limit",
+            429: "a limit of the caller's group, its network, or the service",
             500: "internal error",
             502: "the tenant store failed",
             504: "the request deadline passed",

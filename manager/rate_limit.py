@@ -1,4 +1,4 @@
-"""Per-IP rates (creations, failed authentications): a token bucket per source address."""
+"""Per-caller rates (creations, failed authentications): a token bucket per key (a caller group)."""
 
 from __future__ import annotations
 

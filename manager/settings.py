@@ -35,8 +35,8 @@ class ManagerSettings:
     wss_port: int = 8084
     wss_path: str = "/mqtt"
     ttl_seconds: int = 604800
-    per_ip_rate: int = 10  # creations per IP per minute; 0 = unlimited
-    per_ip_max_live: int = 5  # unexpired instances per source IP; 0 = unlimited
+    per_ip_rate: int = 10  # creations per caller group per minute; 0 = unlimited
+    per_ip_max_live: int = 5  # unexpired instances per caller group; 0 = unlimited
     max_live_instances: int = 10000  # unexpired instances in all; 0 = unlimited
     trusted_proxies: tuple[Network, ...] = ()
     ip_hash_key: bytes | None = field(default=None, repr=False)
@@ -46,7 +46,7 @@ class ManagerSettings:
     management_api: bool = False
     bootstrap_keys: tuple[BootstrapKey, ...] = field(default=(), repr=False)
     max_ttl_seconds: int = 2592000  # the latest expiry an expiry change may set, from creation
-    auth_failure_rate: int = 10  # failed authentications per IP per minute; 0 = unlimited
+    auth_failure_rate: int = 10  # failed authentications per caller group per minute
     max_credentials: int = 20  # scoped credentials per instance (MAX_CREDENTIALS_PER_INSTANCE)
     emqx: EmqxApiSettings = field(default_factory=EmqxApiSettings)
     public_base_url: str = "http://localhost:8080"  # where callers reach this manager

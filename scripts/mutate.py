@@ -34,6 +34,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "manager/client_ip.py": ("tests/test_client_ip.py", "tests/test_callers.py"),
     "manager/forwarded.py": ("tests/test_forwarded.py", "tests/test_client_ip.py"),
     "manager/networks.py": ("tests/test_networks.py",),
+    "manager/bodies.py": ("tests/test_bodies.py",),
     "tenants/secret_format.py": ("tests/test_secret_format.py",),
     "tenants/credential_format.py": (
         "tests/test_credential_format.py",
