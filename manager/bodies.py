@@ -66,7 +66,7 @@ def parse_json(raw: bytes) -> object:
         raise BadRequest("request body is not valid JSON") from None
 
 
-async def read_json(request: web.Request, limit: int, timeout: float = 10.0) -> object:
+async def read_json(request: web.Request, limit: int, timeout: float) -> object:
     """The decoded body, NO_BODY when empty; 413 past `limit`, 408 after `timeout`."""
     try:
         async with asyncio.timeout(timeout):

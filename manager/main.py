@@ -129,6 +129,9 @@ async def running_manager(
                 # After an early answer (413, 408) the unread rest of the body is read
                 # and dropped for at most this long, so the client sees the answer.
                 lingering_time=settings.body_timeout_seconds,
+                # Bodies are small JSON: a compressed one is not inflated (no zip bombs),
+                # it is read as the bytes it is, and refused as JSON.
+                auto_decompress=False,
             )
             await runner.setup()
             try:

@@ -57,7 +57,7 @@ class Readiness:
         self._sync = sync
         self._emqx = emqx
         self._interval = interval
-        self._timeout = min(timeout, interval) if interval > 0 else timeout
+        self._timeout = timeout
         self._clock = clock
         self._state = NOT_CHECKED
         self._task: asyncio.Task[None] | None = None

@@ -34,7 +34,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "manager/client_ip.py": ("tests/test_client_ip.py", "tests/test_callers.py"),
     "manager/forwarded.py": ("tests/test_forwarded.py", "tests/test_client_ip.py"),
     "manager/networks.py": ("tests/test_networks.py",),
-    "manager/bodies.py": ("tests/test_bodies.py",),
+    "manager/bodies.py": ("tests/test_bodies.py", "tests/test_connections.py"),
     "tenants/secret_format.py": ("tests/test_secret_format.py",),
     "tenants/credential_format.py": (
         "tests/test_credential_format.py",
@@ -69,6 +69,24 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "_is_obfuscated",
         'and all(c.isalnum() or c in "XX._-XX" for c in rest)',
     ): "X is alphanumeric anyway",
+    ("manager/bodies.py", "parse_json", 'text = raw.decode("UTF-8")'): "the same codec",
+    ("manager/bodies.py", "read_body", "chunk = await request.content.read(limit + 1 + size)"): (
+        "a read may return more, but any byte past the limit is still a 413"
+    ),
+    ("manager/bodies.py", "read_body", "chunk = await request.content.read(limit + 2 - size)"): (
+        "one byte more per read; any byte past the limit is still a 413"
+    ),
+    **{
+        ("manager/bodies.py", "read_body", f"raise web.HTTPRequestEntityTooLarge({args})"): (
+            "the 413's text is replaced by both error middlewares; the arguments show nowhere"
+        )
+        for args in (
+            "max_size=None, actual_size=size",
+            "max_size=None, actual_size=length",
+            "max_size=limit, actual_size=None",
+            "max_size=limit, ",
+        )
+    },
     ("manager/forwarded.py", "parse_node", 'inner, sep, after = text[1:].rpartition("]")'): (
         "no address holds a ']': the first and the last ']' of an accepted hop are the same"
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,6 +102,13 @@ async def test_a_body_of_exactly_the_limit_is_read(running: RunningManager) -> N
     assert status == 201
 
 
+async def test_a_length_of_exactly_the_limit_is_read(running: RunningManager) -> None:
+    limit = running.settings.max_body_bytes
+    body = b"{}" + b" " * (limit - 2)
+    status, _ = await exchange(running, [post(f"Content-Length: {limit}\r\n"), body])
+    assert status == 201
+
+
 async def test_an_announced_length_past_the_limit_is_413_unread(running: RunningManager) -> None:
     limit = running.settings.max_body_bytes
     status, _ = await exchange(running, [post(f"Content-Length: {limit + 1}\r\n")])
@@ -113,18 +121,32 @@ async def test_duplicate_keys_are_refused(running: RunningManager) -> None:
     assert status == 400 and b"twice" in answer
 
 
+async def test_a_compressed_body_is_not_inflated(running: RunningManager) -> None:
+    body = gzip.compress(b'{"tag": "' + b"a" * 100000 + b'"}')  # inflates past the limit
+    assert len(body) < running.settings.max_body_bytes
+    headers = f"Content-Length: {len(body)}\r\nContent-Encoding: gzip\r\n"
+    status, answer = await exchange(running, [post(headers), body])
+    assert status == 400 and b"JSON" in answer
+    assert len((await running.sync.store.list()).tenants) == 0
+
+
+def refusal(raw: bytes) -> str:
+    with pytest.raises(BadRequest) as caught:
+        parse_json(raw)
+    return str(caught.value)
+
+
 def test_parse_json_is_strict() -> None:
     assert parse_json(b"") is NO_BODY
     assert parse_json(b" \r\n\t") is NO_BODY
     assert parse_json(b' {"a": [1, {"b": null}]} \n') == {"a": [1, {"b": None}]}
     assert parse_json(b'{"a": {"x": 1}, "b": {"x": 2}}') == {"a": {"x": 1}, "b": {"x": 2}}
-    for bad in (b"{}{}", b"{} x", b"[1] 2", b'{"a": 1, "a": 1}', b'{"o": {"k": 1, "k": 2}}'):
-        with pytest.raises(BadRequest):
-            parse_json(bad)
-    for constant in (b"NaN", b"[Infinity]", b'{"a": -Infinity}'):
-        with pytest.raises(BadRequest):
-            parse_json(constant)
-    with pytest.raises(BadRequest):
-        parse_json(b"\xff{}")
-    with pytest.raises(BadRequest):
-        parse_json(b"[" * 100000 + b"]" * 100000)
+    assert parse_json('{"tag": "é"}'.encode()) == {"tag": "é"}
+    for bad in (b"{}{}", b"{} x", b"[1] 2", b"{", b"\xff{}"):
+        assert refusal(bad) == "request body is not valid JSON"
+    assert refusal(b'{"a": 1, "a": 1}') == 'request body has the key "a" twice'
+    assert refusal(b'{"o": {"k": 1, "k": 2}}') == 'request body has the key "k" twice'
+    assert refusal(b"NaN") == "request body is not valid JSON (NaN is not JSON)"
+    assert refusal(b"[Infinity]") == "request body is not valid JSON (Infinity is not JSON)"
+    assert refusal(b'{"a": -Infinity}') == "request body is not valid JSON (-Infinity is not JSON)"
+    assert refusal(b"[" * 100000 + b"]" * 100000) == "request body is nested too deeply"

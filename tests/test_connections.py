@@ -84,6 +84,7 @@ async def test_a_body_that_does_not_arrive_is_408_and_closed(tmp_path: Path) -> 
         answer = await closed_by_server(reader)
         await close(writer)
         assert answer.startswith(b"HTTP/1.1 408 ")
+        assert answer.endswith(b"\r\n\r\nthe request body did not arrive in time\n")
         assert len((await m.sync.store.list()).tenants) == 0
 
 

@@ -14,6 +14,7 @@ from manager.api_keys import VerifiedCache
 from manager.auth import FailureLimiter, parse_basic, role_allows
 from manager.emqx_clients import ConnectedClients
 from manager.instances import BadRequest
+from manager.metrics import ManagerMetrics, Tier
 from manager.rate_limit import RateLimiter
 from manager.settings import ManagerSettings
 from manager.views import ListQuery, instance_page
@@ -183,13 +184,16 @@ async def test_modify_retries_on_conflict_and_reapplies() -> None:
 
 def test_failure_limiter_and_rate_wait() -> None:
     clock = [0.0]
-    limiter = FailureLimiter(2, clock=lambda: clock[0])
+    metrics = ManagerMetrics()
+    limiter = FailureLimiter(2, clock=lambda: clock[0], metrics=metrics)
     limiter.check("a")
     limiter.failed("a")
     limiter.failed("a")
+    assert metrics.refusals(Tier.AUTH_FAILURES) == 0
     with pytest.raises(Exception, match="too many") as caught:
         limiter.check("a")
     assert getattr(caught.value, "status", None) == 429
+    assert metrics.refusals(Tier.AUTH_FAILURES) == 1
     limiter.check("b")
     clock[0] = 30.0  # one token back after 30 s at 2 per minute
     limiter.check("a")
