@@ -10,7 +10,9 @@
   kick its username's sessions (exhook/kicker.py), run by a few workers and retried until
   EMQX confirms;
 - the reconciler compares EMQX's namespaces with the records at start and periodically,
-  so nothing missed while this process was down is lost (exhook/reconciler.py).
+  so nothing missed while this process was down is lost (exhook/reconciler.py);
+- the retained quota pass removes each live instance's retained messages beyond
+  QUOTA_RETAINED_MESSAGES (exhook/retained_quota.py).
 
 Without an EMQX API (EMQX_API_URL unset) only the reaper runs: the ExHook still refuses
 expired and deleted tenants, but their live sessions are not ended.
@@ -22,7 +24,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -31,8 +33,10 @@ from exhook.emqx_api import EmqxApi
 from exhook.kicker import JobKind, Kicker, job_for_change
 from exhook.reaper import Reaper
 from exhook.reconciler import Reconciler
+from exhook.retained_quota import RetainedQuota
 from tenants.errors import ConfigError
 from tenants.index import IndexSync, TenantIndex
+from tenants.quotas import Quotas
 from tenants.record import Tenant
 from tenants.settings import env_float, env_int
 from tenants.store import TenantStore
@@ -55,6 +59,8 @@ class LifecycleSettings:
     # KICK_ROTATION_GRACE_SECONDS: a password change also ends sessions EMQX registers
     # up to this long after it (authenticated with the old password just before it).
     rotation_grace: float = 1.0
+    retained_check_interval: float = 60.0  # RETAINED_CHECK_INTERVAL_SECONDS
+    quotas: Quotas = field(default_factory=Quotas)  # QUOTA_*: the retained quota is ours
 
     def __post_init__(self) -> None:
         if self.kick_retry_max < self.kick_retry_initial:
@@ -70,6 +76,10 @@ class LifecycleSettings:
             kick_retry_max=env_float(env, "KICK_RETRY_MAX_SECONDS", 30.0, minimum=0.001),
             kick_concurrency=env_int(env, "KICK_CONCURRENCY", 4, minimum=1),
             rotation_grace=env_float(env, "KICK_ROTATION_GRACE_SECONDS", 1.0),
+            retained_check_interval=env_float(
+                env, "RETAINED_CHECK_INTERVAL_SECONDS", 60.0, minimum=0.001
+            ),
+            quotas=Quotas.from_environ(env),
         )
 
 
@@ -88,12 +98,14 @@ class Lifecycle:
     ) -> None:
         self.settings = settings or LifecycleSettings()
         self._index = index
+        self._sync = sync
         self._active = False
         self._tasks: list[asyncio.Task[None]] = []
         self._expiry_requested: set[str] = set()
         s = self.settings
         self.kicker: Kicker | None = None
         self.reconciler: Reconciler | None = None
+        self.retained: RetainedQuota | None = None
         if api is not None:
             self.kicker = Kicker(
                 api,
@@ -113,6 +125,15 @@ class Lifecycle:
                 self.kicker,
                 clock=clock,
                 interval=s.reconcile_interval,
+                retry_initial=s.kick_retry_initial,
+                retry_max=s.kick_retry_max,
+            )
+            self.retained = RetainedQuota(
+                api,
+                index.tenants,
+                quota=s.quotas.retained_messages,
+                clock=clock,
+                interval=s.retained_check_interval,
                 retry_initial=s.kick_retry_initial,
                 retry_max=s.kick_retry_max,
             )
@@ -148,6 +169,10 @@ class Lifecycle:
         return self.reconciler.retained_orphans if self.reconciler else 0
 
     @property
+    def retained_over_quota(self) -> int:
+        return self.retained.removed if self.retained else 0
+
+    @property
     def pending_jobs(self) -> int:
         return self.kicker.pending if self.kicker else 0
 
@@ -169,6 +194,7 @@ class Lifecycle:
             for n in range(self.kicker.concurrency):
                 self._spawn(f"lifecycle-kicker-{n}", self.kicker.run_worker())
             self._spawn("lifecycle-reconciler", self.reconciler.run())
+            self._spawn("lifecycle-retained-quota", self._retained_quota())
         else:
             log.warning(
                 "EMQX_API_URL is not set: expired or deleted tenants are refused at CONNECT,"
@@ -187,6 +213,12 @@ class Lifecycle:
         await cancel_and_wait(*tasks)
         if self.pending_jobs:
             log.info("%d kick job(s) left for the next start's reconcile", self.pending_jobs)
+
+    async def _retained_quota(self) -> None:
+        """After the index has synced: before that every instance would look unknown."""
+        await self._sync.wait_synced()
+        if self.retained is not None:
+            await self.retained.run()
 
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro, name=name)

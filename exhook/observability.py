@@ -77,6 +77,8 @@ class LifecycleCounters(Protocol):
     @property
     def retained_orphans(self) -> int: ...
     @property
+    def retained_over_quota(self) -> int: ...
+    @property
     def pending_jobs(self) -> int: ...
 
 
@@ -106,6 +108,11 @@ class _LifecycleCollector(Collector):
                 "retained_orphans",
                 "Gone instances found by reconcile only through their retained messages.",
                 work.retained_orphans,
+            ),
+            (
+                "retained_over_quota",
+                "Retained messages removed for being over an instance's quota (the newest).",
+                work.retained_over_quota,
             ),
         ):
             yield CounterMetricFamily(f"{PREFIX}_{name}", help_text, value)

@@ -17,6 +17,7 @@ from exhook.lifecycle import Lifecycle, LifecycleSettings
 from tenants.hashing import hash_password
 from tenants.index import IndexSync, TenantIndex
 from tenants.operations import modify, remove_credential
+from tenants.quotas import Quotas
 from tenants.record import Tenant
 from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
@@ -336,3 +337,15 @@ async def test_scoped_credentials_are_kicked_with_and_without_their_instance(
         await eventually(lambda: fake.clients_of(owner) == fake.clients_of(device_name) == [])
         await eventually(lambda: lifecycle.pending_jobs == 0)
     assert await store.get(tenant.instance_id) is None
+
+
+async def test_the_retained_quota_is_enforced_for_live_instances(
+    store: TenantStore, fake: FakeEmqxApi
+) -> None:
+    tenant = await store.create(make_tenant().tenant)
+    for n in range(4):
+        fake.retainer.retain(f"{tenant.instance_id}/state/{n}")
+    settings = replace(FAST, retained_check_interval=0.05, quotas=Quotas(retained_messages=2))
+    async with running_lifecycle(store, fake, settings) as lifecycle:
+        await eventually(lambda: lifecycle.retained_over_quota == 2)
+    assert fake.retainer.topics() == [f"{tenant.instance_id}/state/{n}" for n in (0, 1)]

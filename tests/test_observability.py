@@ -17,6 +17,7 @@ class Counters:
     retained_purges: int = 2
     retained_purge_deletes: int = 5
     retained_orphans: int = 1
+    retained_over_quota: int = 8
     pending_jobs: int = 6
 
 
@@ -30,6 +31,7 @@ def test_lifecycle_counters_are_exported() -> None:
     assert value(f"{PREFIX}_retained_purges_total") == 2
     assert value(f"{PREFIX}_retained_purge_deletes_total") == 5
     assert value(f"{PREFIX}_retained_orphans_total") == 1
+    assert value(f"{PREFIX}_retained_over_quota_total") == 8
     assert value(f"{PREFIX}_kick_jobs_pending") == 6
     counters.retained_purges = 9  # read at each scrape
     assert value(f"{PREFIX}_retained_purges_total") == 9
