@@ -26,7 +26,8 @@ from typing import Any
 
 from tenants.credentials import new_instance_id, new_password
 from tenants.hashing import hash_password
-from tenants.local_store import LocalStore, encode_record
+from tenants.local_format import encode_record
+from tenants.local_store import LocalStore
 from tenants.record import Tenant, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -157,6 +157,16 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_index_synced", "1 once the index has synced.", int(self._index.synced)
         )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_unreadable_records",
+            "Stored tenant records that cannot be read (treated as deleted).",
+            len(self._index.unreadable()),
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_unreadable_records_found",
+            "Times a stored tenant record was found unreadable.",
+            self._index.unreadable_found,
+        )
         if self._sync is not None:
             yield CounterMetricFamily(
                 f"{PREFIX}_watch_restarts",

@@ -41,6 +41,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_credential_records.py",
     ),
     "tenants/record.py": ("tests/test_record.py",),
+    "tenants/local_format.py": ("tests/test_local_format.py",),
 }
 
 # Survivors that cannot change behaviour: (module, function, the mutated line as it reads

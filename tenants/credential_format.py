@@ -62,11 +62,8 @@ def credential_from_fields(cred_id: str, data: object) -> ScopedCredential:
     rights = [data.get("allow_publish"), data.get("allow_subscribe")]
     if not all(isinstance(right, bool) for right in rights):
         raise ValueError("allow_publish and allow_subscribe must be true or false")
-    created_at = data.get("created_at")
     try:
-        if not isinstance(created_at, str):
-            raise ValueError(created_at)
-        created = parse_time(created_at)
+        created = parse_time(data.get("created_at"))
     except ValueError:
         raise ValueError("created_at is missing or not RFC 3339 with a timezone") from None
     return ScopedCredential(
@@ -80,8 +77,16 @@ def credential_from_fields(cred_id: str, data: object) -> ScopedCredential:
 
 
 def credential_from_json(cred_id: str, text: str) -> ScopedCredential:
+    """The credential the JSON `text` describes; ValueError whatever is wrong with it."""
+    return credential_from_fields(cred_id, load_json(text))
+
+
+def load_json(text: str) -> object:
+    """`json.loads`, every failure a ValueError: nesting too deep for the parser's stack
+    (RecursionError), numbers too long for int() or too large for a float."""
     try:
-        data = json.loads(text)
-    except ValueError:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("is JSON nested too deeply") from None
+    except (ValueError, OverflowError, TypeError):
         raise ValueError("is not JSON") from None
-    return credential_from_fields(cred_id, data)

@@ -3,6 +3,11 @@
 `TenantIndex` is the data (pure, synchronous); `IndexSync` is the one task that
 keeps it current: list, watch from the listing's revision, relist on
 WatchExpired, back off and keep the last synced state while the store is down.
+
+A record the store cannot read is not in the index: to the listeners it is a deletion
+(refused, kicked). The index remembers its name and why (never its data), logs it once
+when it becomes unreadable and counts it, and forgets it once the record is deleted or
+readable again.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class TenantIndex:
         self._expiries: list[tuple[datetime, str]] = []
         self._bulk = False  # inside replace(): _expiries is rebuilt once at the end
         self._listeners: list[Listener] = []
+        self._unreadable: dict[str, str] = {}  # name as stored -> why it cannot be read
+        self.unreadable_found = 0  # times a record was found unreadable (a counter)
         self.synced = False
         self.revision = ""
 
@@ -53,6 +60,10 @@ class TenantIndex:
 
     def tenants(self) -> list[Tenant]:
         return list(self._tenants.values())
+
+    def unreadable(self) -> dict[str, str]:
+        """The records that cannot be read: name as stored -> why (never the data)."""
+        return dict(self._unreadable)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -115,13 +126,29 @@ class TenantIndex:
         finally:
             self._bulk = False
             self._expiries = sorted((t.expires_at, t.instance_id) for t in self._tenants.values())
+        unreadable = {u.instance_id: u.reason for u in listing.unreadable}
+        for name, reason in unreadable.items():
+            self._mark_unreadable(name, reason)
+        for name in set(self._unreadable) - set(unreadable):
+            del self._unreadable[name]
         self.revision = listing.revision
         self.synced = True
 
     def apply(self, change: Change) -> None:
         after = None if change.type is ChangeType.DELETED else change.tenant
         self._set(change.instance_id, after)
+        if after is None and change.unreadable:
+            self._mark_unreadable(change.instance_id, change.unreadable)
+        else:
+            self._unreadable.pop(change.instance_id, None)
         self.revision = change.revision
+
+    def _mark_unreadable(self, name: str, reason: str) -> None:
+        if self._unreadable.get(name) == reason:
+            return  # known already: logged and counted once
+        self._unreadable[name] = reason
+        self.unreadable_found += 1
+        log.warning("tenant record unreadable, treated as deleted: %s", reason)
 
     def put(self, tenant: Tenant) -> None:
         """Record a write this process just made, before its watch event arrives."""

@@ -38,7 +38,7 @@ from tenants.kubernetes_api import Json, map_error, status_error
 from tenants.kubernetes_watch import WatchStream, watch_event
 from tenants.record import Tenant
 from tenants.secret_format import LABEL_SELECTOR, secret_to_tenant, tenant_to_secret
-from tenants.store import Change, ChangeType, Listing
+from tenants.store import Change, ChangeType, Listing, Unreadable
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,11 @@ class KubernetesStore:
             secret = await self._call("get", read, instance_id, self.namespace, name=instance_id)
         except NotFound:
             return None
-        return secret_to_tenant(secret)
+        try:
+            return secret_to_tenant(secret)
+        except InvalidRecord as exc:  # unreadable is gone (the index logs and counts it)
+            log.debug("tenant Secret unreadable, treated as absent: %s", exc)
+            return None
 
     async def list(self) -> Listing:
         for _ in range(_LIST_RESTARTS):
@@ -176,6 +180,7 @@ class KubernetesStore:
 
     async def _list_once(self) -> Listing:
         tenants: list[Tenant] = []
+        unreadable: list[Unreadable] = []
         revision, token = "", None
         while True:
             page = await self._call(
@@ -192,20 +197,19 @@ class KubernetesStore:
                 try:
                     tenants.append(secret_to_tenant(secret))
                 except InvalidRecord as exc:
-                    log.warning("skipping unreadable tenant Secret: %s", exc)
+                    unreadable.append(Unreadable(_name_of(secret), str(exc)))
             token = metadata.get("continue")
             if not token:
-                return Listing(tuple(tenants), revision)
+                return Listing(tuple(tenants), revision, tuple(unreadable))
 
     def _change(self, kind: ChangeType, secret: Json, revision: str) -> Change:
+        name = _name_of(secret)
         try:
-            tenant: Tenant | None = secret_to_tenant(secret)
+            tenant = secret_to_tenant(secret)
         except InvalidRecord as exc:
-            tenant = None
-            if kind is not ChangeType.DELETED:
-                log.warning("tenant Secret became unreadable, treating it as gone: %s", exc)
-        name = tenant.instance_id if tenant else str(secret.get("metadata", {}).get("name", ""))
-        return Change(kind, name, tenant, revision)
+            reason = "" if kind is ChangeType.DELETED else str(exc)
+            return Change(kind, name, None, revision, unreadable=reason)
+        return Change(kind, tenant.instance_id, tenant, revision)
 
     def _open_watch(self, revision: str) -> Any:
         """The watch response, headers read within the deadline; then idle up to watch_idle."""
@@ -250,6 +254,12 @@ class KubernetesStore:
             if mapped is exc:
                 raise
             raise mapped from None
+
+
+def _name_of(secret: object) -> str:
+    metadata = secret.get("metadata") if isinstance(secret, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 def _revision_of(obj: Json) -> str:

@@ -5,6 +5,14 @@ own locking). Every write appends to a change log under the same transaction;
 watchers poll that log, so a change reaches them within `poll_interval`. The
 log is compacted to the newest `retain_changes` entries; a watcher asking for
 an older revision gets WatchExpired and relists, as with Kubernetes' 410 Gone.
+
+The log keeps only what watchers need: the kind of change, the instance id, the
+revision and the record with its password hashes replaced by fingerprints
+(tenants/local_format.py `encode_change`). A watcher reads the current record from the
+row; a change the row has moved past comes from the log, with the row's hashes where
+the fingerprints match and a hash that never verifies where they do not. So no
+superseded password hash outlives its row: `secure_delete` zeroes what an update or a
+delete frees.
 """
 
 from __future__ import annotations
@@ -12,15 +20,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
-import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tenants.credential_format import credential_fields, credential_from_fields
-from tenants.credentials import is_instance_id
 from tenants.errors import (
     AlreadyExists,
     Conflict,
@@ -28,10 +33,10 @@ from tenants.errors import (
     NotFound,
     WatchExpired,
 )
-from tenants.hashing import is_phc_argon2
-from tenants.record import ScopedCredential, Tenant, format_time, in_order, parse_time
+from tenants.local_format import decode_change, decode_record, encode_change, encode_record
+from tenants.record import Tenant
 from tenants.sqlite_db import SqliteDb
-from tenants.store import Change, ChangeType, Listing
+from tenants.store import Change, ChangeType, Listing, Unreadable
 
 log = logging.getLogger(__name__)
 
@@ -46,79 +51,13 @@ CREATE TABLE IF NOT EXISTS changes (
     revision INTEGER PRIMARY KEY AUTOINCREMENT,
     type TEXT NOT NULL,
     instance_id TEXT NOT NULL,
-    record TEXT
+    record TEXT  -- encode_change: hashes as fingerprints (earlier versions kept them)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('compacted_through', 0);
+PRAGMA secure_delete = ON;
+UPDATE changes SET record = NULL WHERE instr(record, '$argon2') > 0;
 """
-
-
-def encode_record(tenant: Tenant) -> str:
-    record: dict[str, Any] = {
-        "password_hash": tenant.password_hash,
-        "created_at": format_time(tenant.created_at),
-        "expires_at": format_time(tenant.expires_at),
-        "tag": tenant.tag,
-        "ip_hash": tenant.ip_hash,
-        "paused": tenant.paused,
-    }
-    if tenant.credentials:
-        record["credentials"] = [
-            {"cred_id": c.cred_id, **credential_fields(c)} for c in tenant.credentials
-        ]
-    return json.dumps(record, separators=(",", ":"))
-
-
-def decode_record(instance_id: str, text: str, revision: int) -> Tenant:
-    """The tenant stored as `text`; InvalidRecord names the bad field, never its value."""
-    if not is_instance_id(instance_id):
-        raise InvalidRecord("record key is not an instance id")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise InvalidRecord(f"{instance_id}: record is not JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidRecord(f"{instance_id}: record is not a JSON object")
-    password_hash = data.get("password_hash")
-    if not isinstance(password_hash, str) or not is_phc_argon2(password_hash):
-        raise InvalidRecord(f"{instance_id}: password_hash is not an argon2 PHC string")
-    times = {}
-    for name in ("created_at", "expires_at"):
-        try:
-            times[name] = parse_time(str(data[name]))
-        except (KeyError, ValueError):
-            raise InvalidRecord(f"{instance_id}: {name} is missing or not RFC 3339") from None
-    tag, ip_hash, paused = data.get("tag", ""), data.get("ip_hash", ""), data.get("paused", False)
-    if not isinstance(tag, str) or not isinstance(ip_hash, str) or not isinstance(paused, bool):
-        raise InvalidRecord(f"{instance_id}: tag, ip_hash or paused has the wrong type")
-    return Tenant(
-        instance_id=instance_id,
-        password_hash=password_hash,
-        created_at=times["created_at"],
-        expires_at=times["expires_at"],
-        tag=tag,
-        ip_hash=ip_hash,
-        paused=paused,
-        credentials=_credentials(instance_id, data.get("credentials", [])),
-        revision=str(revision),
-    )
-
-
-def _credentials(instance_id: str, entries: object) -> tuple[ScopedCredential, ...]:
-    """The record's "credentials" list; InvalidRecord names the entry, never a hash."""
-    if not isinstance(entries, list):
-        raise InvalidRecord(f"{instance_id}: credentials is not a list")
-    found: dict[str, ScopedCredential] = {}
-    for n, entry in enumerate(entries):
-        cred_id = entry.get("cred_id") if isinstance(entry, dict) else None
-        where = f"{instance_id}: credentials[{n}]"
-        if not isinstance(cred_id, str) or cred_id in found:
-            raise InvalidRecord(f"{where}: cred_id is missing, not a string or repeated")
-        try:
-            found[cred_id] = credential_from_fields(cred_id, entry)
-        except ValueError as exc:
-            raise InvalidRecord(f"{where}: {exc}") from None
-    return in_order(found.values())
 
 
 class LocalStore:
@@ -145,11 +84,11 @@ class LocalStore:
     # -- plumbing ---------------------------------------------------------------
 
     def _append(
-        self, conn: sqlite3.Connection, kind: ChangeType, instance_id: str, record: str | None
+        self, conn: sqlite3.Connection, kind: ChangeType, instance_id: str, change: str | None
     ) -> int:
         cur = conn.execute(
             "INSERT INTO changes (type, instance_id, record) VALUES (?, ?, ?)",
-            (kind.value, instance_id, record),
+            (kind.value, instance_id, change),
         )
         revision = int(cur.lastrowid or 0)
         floor = revision - self._retain
@@ -163,7 +102,7 @@ class LocalStore:
     # -- TenantStore --------------------------------------------------------------
 
     async def create(self, tenant: Tenant) -> Tenant:
-        record = encode_record(tenant)
+        record, change = encode_record(tenant), encode_change(tenant)
 
         def op(conn: sqlite3.Connection) -> Tenant:
             conn.execute("BEGIN IMMEDIATE")
@@ -173,7 +112,7 @@ class LocalStore:
             if exists:
                 conn.execute("ROLLBACK")
                 raise AlreadyExists(f"instance {tenant.instance_id} exists")
-            revision = self._append(conn, ChangeType.ADDED, tenant.instance_id, record)
+            revision = self._append(conn, ChangeType.ADDED, tenant.instance_id, change)
             conn.execute(
                 "INSERT INTO tenants (instance_id, revision, record) VALUES (?, ?, ?)",
                 (tenant.instance_id, revision, record),
@@ -188,7 +127,13 @@ class LocalStore:
             row = conn.execute(
                 "SELECT revision, record FROM tenants WHERE instance_id = ?", (instance_id,)
             ).fetchone()
-            return None if row is None else decode_record(instance_id, row[1], row[0])
+            if row is None:
+                return None
+            try:
+                return decode_record(instance_id, row[1], row[0])
+            except InvalidRecord as exc:  # unreadable is gone (the index logs and counts it)
+                log.debug("tenant record unreadable, treated as absent: %s", exc)
+                return None
 
         return await self._db.run(op)
 
@@ -198,18 +143,18 @@ class LocalStore:
             rows = conn.execute("SELECT instance_id, revision, record FROM tenants").fetchall()
             revision = self._head(conn)
             conn.execute("COMMIT")
-            tenants = []
+            tenants, unreadable = [], []
             for instance_id, rev, record in rows:
                 try:
                     tenants.append(decode_record(instance_id, record, rev))
                 except InvalidRecord as exc:
-                    log.warning("skipping unreadable tenant record: %s", exc)
-            return Listing(tuple(tenants), str(revision))
+                    unreadable.append(Unreadable(str(instance_id), str(exc)))
+            return Listing(tuple(tenants), str(revision), tuple(unreadable))
 
         return await self._db.run(op)
 
     async def update(self, tenant: Tenant) -> Tenant:
-        record = encode_record(tenant)
+        record, change = encode_record(tenant), encode_change(tenant)
 
         def op(conn: sqlite3.Connection) -> Tenant:
             conn.execute("BEGIN IMMEDIATE")
@@ -222,7 +167,7 @@ class LocalStore:
             if str(row[0]) != tenant.revision:
                 conn.execute("ROLLBACK")
                 raise Conflict(f"instance {tenant.instance_id} changed since it was read")
-            revision = self._append(conn, ChangeType.MODIFIED, tenant.instance_id, record)
+            revision = self._append(conn, ChangeType.MODIFIED, tenant.instance_id, change)
             conn.execute(
                 "UPDATE tenants SET revision = ?, record = ? WHERE instance_id = ?",
                 (revision, record, tenant.instance_id),
@@ -236,12 +181,12 @@ class LocalStore:
         def op(conn: sqlite3.Connection) -> bool:
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute(
-                "SELECT record FROM tenants WHERE instance_id = ?", (instance_id,)
+                "SELECT 1 FROM tenants WHERE instance_id = ?", (instance_id,)
             ).fetchone()
             if row is None:
                 conn.execute("ROLLBACK")
                 return False
-            self._append(conn, ChangeType.DELETED, instance_id, row[0])
+            self._append(conn, ChangeType.DELETED, instance_id, None)
             conn.execute("DELETE FROM tenants WHERE instance_id = ?", (instance_id,))
             conn.execute("COMMIT")
             return True
@@ -255,9 +200,13 @@ class LocalStore:
             raise WatchExpired(f"not a local store revision: {revision!r}") from None
         while True:
             rows = await self._db.run(functools.partial(self._changes_after, since=since))
-            for rev, kind, instance_id, record in rows:
+            for rev, kind, instance_id, logged, row_revision, record in rows:
                 since = rev
-                yield _to_change(ChangeType(kind), instance_id, record, rev)
+                change = _to_change(
+                    ChangeType(kind), instance_id, rev, logged, row_revision, record
+                )
+                if change is not None:
+                    yield change
             if not rows:
                 await asyncio.sleep(self._poll_interval)
 
@@ -267,8 +216,10 @@ class LocalStore:
             "SELECT value FROM meta WHERE key = 'compacted_through'"
         ).fetchone()[0]
         rows = conn.execute(
-            "SELECT revision, type, instance_id, record FROM changes"
-            " WHERE revision > ? ORDER BY revision LIMIT 1000",
+            "SELECT c.revision, c.type, c.instance_id, c.record, t.revision, t.record"
+            " FROM changes c"
+            " LEFT JOIN tenants t ON t.instance_id = c.instance_id"
+            " WHERE c.revision > ? ORDER BY c.revision LIMIT 1000",
             (since,),
         ).fetchall()
         conn.execute("COMMIT")
@@ -290,12 +241,36 @@ class LocalStore:
         await self._db.close()
 
 
-def _to_change(kind: ChangeType, instance_id: str, record: str | None, revision: int) -> Change:
-    tenant: Tenant | None = None
-    if record is not None:
-        try:
+def _to_change(
+    kind: ChangeType,
+    instance_id: str,
+    revision: int,
+    logged: Any,
+    row_revision: int | None,
+    record: Any,
+) -> Change | None:
+    """The change at `revision`: from the row when it is the row's revision, else from the
+    log (hashes restored from the row where they match); None when the log has no record
+    (written by an earlier version, then pruned: the row's later change follows)."""
+    if kind is ChangeType.DELETED:
+        return Change(kind, instance_id, None, str(revision))
+    try:
+        if row_revision == revision:
             tenant = decode_record(instance_id, record, revision)
-        except InvalidRecord as exc:
-            if kind is not ChangeType.DELETED:
-                log.warning("tenant record became unreadable: %s", exc)
+        elif logged is None:
+            return None
+        else:
+            current = _current(instance_id, record, row_revision)
+            tenant = decode_change(instance_id, logged, revision, current)
+    except InvalidRecord as exc:
+        return Change(kind, instance_id, None, str(revision), unreadable=str(exc))
     return Change(kind, instance_id, tenant, str(revision))
+
+
+def _current(instance_id: str, record: Any, revision: int | None) -> Tenant | None:
+    if record is None or revision is None:
+        return None
+    try:
+        return decode_record(instance_id, record, revision)
+    except InvalidRecord:
+        return None

@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from concurrent.futures import Executor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from tenants.credential_format import is_valid_label
 from tenants.credentials import Rights, new_credential_id, new_password
@@ -90,7 +90,10 @@ def set_password_hash(password_hash: str, now: datetime, *, expected: str | None
 def checked_expiry(tenant: Tenant, expires_at: datetime, now: datetime, max_ttl: int) -> datetime:
     """`expires_at` (whole seconds) when it is after now and within max_ttl of creation."""
     wanted = expires_at.replace(microsecond=0)
-    latest = tenant.created_at + timedelta(seconds=max_ttl)
+    try:
+        latest = tenant.created_at + timedelta(seconds=max_ttl)
+    except OverflowError:  # a hand-edited created_at near the end of time
+        latest = datetime.max.replace(tzinfo=UTC)
     if wanted <= now:
         raise ExpiryRefused("expires_at must be in the future (DELETE revokes an instance now)")
     if wanted > latest:

@@ -23,17 +23,32 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+# RFC 3339 section 5.6 `date-time` with its offset required, upper-case T and Z.
+RFC3339_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
 def format_time(moment: datetime) -> str:
-    """RFC 3339, UTC, whole seconds, `Z` suffix."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339, UTC, whole seconds, `Z` suffix (four-digit years, also before 1000)."""
+    utc = moment.astimezone(UTC).replace(microsecond=0, tzinfo=None)
+    return utc.isoformat() + "Z"
 
 
-def parse_time(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp; naive values are refused."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp without a timezone: {text!r}")
-    return moment.astimezone(UTC)
+def parse_time(text: object) -> datetime:
+    """An RFC 3339 timestamp with its offset, in UTC. ValueError for anything else: other
+    ISO 8601 forms, naive times, impossible dates, times UTC cannot hold (such as
+    9999-12-31T23:59:59-01:00). The message never repeats the text."""
+    if not isinstance(text, str) or RFC3339_RE.fullmatch(text) is None:
+        raise ValueError("not an RFC 3339 time with an offset")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:  # its message can quote the text
+        raise ValueError("not a valid RFC 3339 time (a field out of range)") from None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("an RFC 3339 time outside the years 1 to 9999 in UTC") from None
 
 
 @dataclass(frozen=True, slots=True)

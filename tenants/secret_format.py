@@ -16,7 +16,9 @@ One Secret per instance, named after the instance id, `type: Opaque`:
 An operator revokes one scoped credential by removing its key:
 `kubectl patch secret ID --type=json -p '[{"op":"remove","path":"/data/credential.<cred_id>"}]'`.
 `Tenant.revision` is `metadata.resourceVersion`. Reading refuses anything else with
-InvalidRecord, whose message names the Secret and the field but never the hash.
+InvalidRecord, whose message names the Secret and the field but never the data: whatever
+a hand edit wrote (any JSON value in any field, times UTC cannot hold, nesting too deep,
+base64 that is not the canonical encoding), reading raises nothing else.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ LABEL_SELECTOR = f"{TENANT_LABEL}=true"
 
 _NAME_SHOWN = 80  # how much of a foreign Secret name an error message repeats
 
+_Invalid = Callable[[str], InvalidRecord]
+
 
 def tenant_to_secret(tenant: Tenant, namespace: str) -> dict[str, Any]:
     """The Secret manifest for `tenant`; carries its revision as the update precondition."""
@@ -98,22 +102,34 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode("ascii")
 
 
-def secret_name(secret: Mapping[str, Any]) -> str:
+def secret_name(secret: object) -> str:
     """The Secret's name, shortened for messages ('?' when it has none)."""
-    metadata = secret.get("metadata")
+    metadata = secret.get("metadata") if isinstance(secret, Mapping) else None
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
     if not isinstance(name, str) or not name:
         return "?"
     return name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "..."
 
 
-def secret_to_tenant(secret: Mapping[str, Any]) -> Tenant:
-    """The tenant a Secret describes; InvalidRecord names what is wrong, never the hash."""
+def secret_to_tenant(secret: object) -> Tenant:
+    """The tenant a Secret describes; InvalidRecord names what is wrong, never the data.
+    Nothing else escapes, whatever `secret` holds."""
     shown = secret_name(secret)
 
     def invalid(what: str) -> InvalidRecord:
         return InvalidRecord(f"Secret {shown!r}: {what}")
 
+    try:
+        return _read(secret, invalid)
+    except InvalidRecord:
+        raise
+    except Exception as exc:  # a failure no check above foresaw: still only "unreadable"
+        raise invalid(f"unreadable ({type(exc).__name__})") from None
+
+
+def _read(secret: object, invalid: _Invalid) -> Tenant:
+    if not isinstance(secret, Mapping):
+        raise invalid("is not a JSON object")
     metadata = secret.get("metadata")
     if not isinstance(metadata, Mapping):
         raise invalid("metadata is missing")
@@ -153,9 +169,6 @@ def secret_to_tenant(secret: Mapping[str, Any]) -> Tenant:
     )
 
 
-_Invalid = Callable[[str], InvalidRecord]
-
-
 def _string_map(value: object, field: str, invalid: _Invalid) -> dict[str, str]:
     if value is None:
         return {}
@@ -188,12 +201,10 @@ def _password_hash(data: object, invalid: _Invalid) -> str:
     encoded = data.get(PASSWORD_HASH_KEY)
     if encoded is None:
         raise invalid(f"{field} is missing")
-    if not isinstance(encoded, str):
-        raise invalid(f"{field} is not a base64 string")
     try:
-        text = base64.b64decode(encoded, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        raise invalid(f"{field} is not base64 of UTF-8 text") from None
+        text = decode_data(encoded)
+    except ValueError as exc:
+        raise invalid(f"{field} {exc}") from None
     if not is_phc_argon2(text):
         raise invalid(f"{field} is not an argon2 PHC string")
     return text
@@ -208,13 +219,22 @@ def _credentials(data: object, invalid: _Invalid) -> tuple[ScopedCredential, ...
             continue
         shown = key if len(key) <= _NAME_SHOWN else key[:_NAME_SHOWN] + "..."
         try:
-            if not isinstance(encoded, str):
-                raise ValueError("is not a base64 string")
-            try:
-                text = base64.b64decode(encoded, validate=True).decode("utf-8")
-            except (binascii.Error, ValueError):
-                raise ValueError("is not base64 of UTF-8 text") from None
+            text = decode_data(encoded)
             found.append(credential_from_json(key.removeprefix(SECRET_KEY_PREFIX), text))
         except ValueError as exc:
             raise invalid(f"data.{shown}: {exc}") from None
     return in_order(found)
+
+
+def decode_data(encoded: object) -> str:
+    """The UTF-8 text of one Secret data value: base64 exactly as the API server writes it
+    (the standard alphabet, padded, nothing that re-encodes differently); ValueError else."""
+    if not isinstance(encoded, str):
+        raise ValueError("is not a base64 string")
+    try:
+        raw = base64.b64decode(encoded)
+        if base64.b64encode(raw).decode("ascii") != encoded:
+            raise ValueError("not canonical")
+        return raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise ValueError("is not base64 of UTF-8 text") from None

@@ -18,28 +18,42 @@ class ChangeType(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A stored record that cannot be read, so counts as gone: its name as stored (not
+    necessarily an instance id) and why, naming the field, never the data."""
+
+    instance_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
-    """One watch event. `tenant` is None when the record became unreadable (treat as gone)."""
+    """One watch event. `tenant` is None when the record was deleted or became unreadable
+    (both mean gone); then `unreadable` says why it cannot be read ('' for a deletion)."""
 
     type: ChangeType
     instance_id: str
     tenant: Tenant | None
     revision: str
+    unreadable: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A consistent snapshot of every readable record and the revision to watch from."""
+    """A consistent snapshot: every readable record, the names of those that cannot be
+    read, and the revision to watch from."""
 
     tenants: tuple[Tenant, ...]
     revision: str
+    unreadable: tuple[Unreadable, ...] = ()
 
 
 class TenantStore(Protocol):
     async def create(self, tenant: Tenant) -> Tenant:
         """Store a new record; raises AlreadyExists when the id is taken."""
 
-    async def get(self, instance_id: str) -> Tenant | None: ...
+    async def get(self, instance_id: str) -> Tenant | None:
+        """The record, or None when there is none or it cannot be read."""
 
     async def list(self) -> Listing: ...
 

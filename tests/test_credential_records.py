@@ -23,7 +23,7 @@ from tenants.credentials import (
     scoped_username,
 )
 from tenants.errors import InvalidRecord
-from tenants.local_store import decode_record, encode_record
+from tenants.local_format import decode_record, encode_record
 from tenants.operations import modify, remove_credential
 from tenants.record import ScopedCredential, Tenant, in_order
 from tenants.secret_format import secret_to_tenant, tenant_to_secret

@@ -30,6 +30,7 @@ from tenants.record import Tenant
 from tenants.store import Change, Listing, TenantStore
 from tests.conftest import Minted
 from tests.emqx_harness import ALLOW, DENY, FakeEmqx, eventually, exhook_settings, running_exhook
+from tests.hostile_values import make_unreadable
 from tests.test_exhook_service import CountingVerify, assert_explicit, stored
 
 SERVING, NOT_SERVING = 1, 2  # grpc.health.v1 HealthCheckResponse.ServingStatus
@@ -294,6 +295,39 @@ async def test_metrics_endpoint(store: TenantStore) -> None:
         'zero_emqx_exhook_decision_seconds_count{hook="client.authenticate"} 2.0',
     ]:
         assert line in text, line
+
+
+async def test_an_unreadable_record_is_refused_and_counted(store: TenantStore) -> None:
+    bad, good = await stored(store), await stored(store)
+    async with running_exhook(store) as (runtime, emqx):
+        bid = bad.tenant.instance_id
+        assert_explicit(await emqx.connect(bid, bad.password), ALLOW)
+        await make_unreadable(store, bid)
+
+        async def refused() -> str:
+            return (await emqx.connect(bid, bad.password)).verdict
+
+        assert await eventually(refused, DENY, timeout=5) == DENY
+        assert runtime.index.unreadable().keys() == {bid}
+        assert await store.delete(good.tenant.instance_id)
+
+        async def good_gone() -> str:
+            return (await emqx.connect(good.tenant.instance_id, good.password)).verdict
+
+        assert await eventually(good_gone, DENY, timeout=5) == DENY
+        _, text = await http_get(runtime.http_port, "/metrics")
+    assert "zero_emqx_exhook_unreadable_records 1.0" in text
+    assert "zero_emqx_exhook_unreadable_records_found_total 1.0" in text
+    assert bad.tenant.password_hash not in text
+
+
+async def test_a_fresh_exhook_syncs_past_an_unreadable_record(store: TenantStore) -> None:
+    bad, good = await stored(store), await stored(store)
+    await make_unreadable(store, bad.tenant.instance_id)
+    async with running_exhook(store) as (runtime, emqx):
+        assert runtime.index.synced
+        assert_explicit(await emqx.connect(good.tenant.instance_id, good.password), ALLOW)
+        assert_explicit(await emqx.connect(bad.tenant.instance_id, bad.password), DENY)
 
 
 # -- shutdown and entry points ------------------------------------------------------------

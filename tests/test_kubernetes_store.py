@@ -13,12 +13,13 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 from kubernetes import client as k8s
 
 from tenants.errors import (
     AlreadyExists,
     Conflict,
-    InvalidRecord,
     NotFound,
     StoreError,
     StoreForbidden,
@@ -26,10 +27,20 @@ from tenants.errors import (
     StoreUnavailable,
     WatchExpired,
 )
+from tenants.index import IndexSync, TenantIndex
 from tenants.kubernetes_api import kubernetes_api_client
 from tenants.kubernetes_store import KubernetesStore
-from tenants.secret_format import PAUSED_ANNOTATION, TENANT_LABEL, tenant_to_secret
+from tenants.secret_format import (
+    CREATED_AT_ANNOTATION,
+    EXPIRES_AT_ANNOTATION,
+    IP_HASH_LABEL,
+    PAUSED_ANNOTATION,
+    TAG_LABEL,
+    TENANT_LABEL,
+    tenant_to_secret,
+)
 from tenants.store import Change, ChangeType
+from tests import hostile_values
 from tests.conftest import make_tenant
 from tests.fakes.kubernetes_api import FakeKubernetesApi, running_kubernetes_api, store_for
 
@@ -305,31 +316,30 @@ async def test_closing_the_store_ends_its_watches(
 # -- unreadable records ----------------------------------------------------------------
 
 
-async def test_invalid_secret_is_skipped_by_list_and_none_in_watch(
-    api: FakeKubernetesApi, kube: KubernetesStore, caplog: pytest.LogCaptureFixture
+async def test_invalid_secret_is_reported_by_list_and_watch_as_unreadable(
+    api: FakeKubernetesApi, kube: KubernetesStore
 ) -> None:
     good = await kube.create(make_tenant().tenant)
     watch = await watching(kube, api, good.revision)
     try:
         api.put_secret(invalid_secret())
         change = await watch.next()
-        assert change == Change(
-            ChangeType.ADDED, "emqx-00000000000000aa", None, api.resource_version
-        )
+        assert change.type is ChangeType.ADDED
+        assert (change.instance_id, change.tenant) == ("emqx-00000000000000aa", None)
+        assert "data.password-hash" in change.unreadable
     finally:
         await watch.stop()
     listing = await kube.list()
     assert listing.tenants == (good,)
-    assert "emqx-00000000000000aa" in caplog.text
-    assert "data.password-hash" in caplog.text
+    assert [u.instance_id for u in listing.unreadable] == ["emqx-00000000000000aa"]
+    assert "data.password-hash" in listing.unreadable[0].reason
 
 
-async def test_get_of_an_invalid_secret_raises(
+async def test_get_of_an_invalid_secret_is_none(
     api: FakeKubernetesApi, kube: KubernetesStore
 ) -> None:
     api.put_secret(invalid_secret())
-    with pytest.raises(InvalidRecord, match="password-hash"):
-        await kube.get("emqx-00000000000000aa")
+    assert await kube.get("emqx-00000000000000aa") is None
 
 
 async def test_no_error_or_log_line_carries_the_hash(
@@ -343,12 +353,9 @@ async def test_no_error_or_log_line_carries_the_hash(
     broken = tenant_to_secret(make_tenant().tenant, api.namespace)
     broken["metadata"]["annotations"]["zero-emqx.io/expires-at"] = "never"
     api.put_secret(broken)
-    await kube.list()
-    for attempt in (
-        kube.create(tenant),
-        kube.update(replace(created, revision="1")),
-        kube.get(broken["metadata"]["name"]),
-    ):
+    unreadable = (await kube.list()).unreadable
+    assert await kube.get(broken["metadata"]["name"]) is None
+    for attempt in (kube.create(tenant), kube.update(replace(created, revision="1"))):
         try:
             await attempt
         except Exception as exc:
@@ -360,8 +367,8 @@ async def test_no_error_or_log_line_carries_the_hash(
             await attempt
         except Exception as exc:
             errors.append(exc)
-    assert len(errors) == 5
-    texts = [caplog.text, *(str(e) for e in errors), *(repr(e) for e in errors)]
+    assert len(errors) == 4
+    texts = [caplog.text, repr(unreadable), *(str(e) for e in errors), *(repr(e) for e in errors)]
     for text in texts:
         for secret in secrets:
             assert secret not in text
@@ -523,3 +530,94 @@ async def test_the_stand_in_does_not_bump_the_revision_for_a_no_op(
     api.patch(tenant.instance_id, {"metadata": {"labels": {TENANT_LABEL: "true"}}})
     assert api.resource_version == tenant.revision
     assert await kube.update(tenant) == tenant
+
+
+# -- whatever an operator writes into a Secret, the index goes on following the store ----
+
+
+def _api_accepted_edits() -> st.SearchStrategy[tuple[tuple[str, ...], str]]:
+    """Edits the API server itself accepts (string annotations, label values, base64 data):
+    everything a `kubectl edit` can leave in one of our Secrets."""
+    annotations = st.sampled_from(
+        [CREATED_AT_ANNOTATION, EXPIRES_AT_ANNOTATION, PAUSED_ANNOTATION]
+    ).map(lambda key: ("metadata", "annotations", key))
+    labels = st.sampled_from([TAG_LABEL, IP_HASH_LABEL, TENANT_LABEL]).map(
+        lambda key: ("metadata", "labels", key)
+    )
+    data = st.sampled_from(["password-hash", "credential.0123abcd"]).map(lambda key: ("data", key))
+    canonical = st.one_of(hostile_values.json_texts(), st.text(max_size=40)).map(
+        lambda text: base64.b64encode(text.encode()).decode()
+    )
+    return st.one_of(
+        st.tuples(annotations, st.one_of(hostile_values.time_texts(), st.text(max_size=40))),
+        st.tuples(labels, hostile_values.label_values()),
+        st.tuples(
+            data,
+            st.one_of(
+                canonical, st.binary(max_size=40).map(lambda raw: base64.b64encode(raw).decode())
+            ),
+        ),
+    )
+
+
+def _edit(api: FakeKubernetesApi, name: str, path: tuple[str, ...], value: str) -> None:
+    secret = api.secret(name)
+    assert secret is not None
+    *parents, last = path
+    target = secret
+    for key in parents:
+        target = target.setdefault(key, {})
+    target[last] = value
+    api.put_secret(secret)
+
+
+async def _edits_then_deletions(edits: list[tuple[tuple[str, ...], str]]) -> None:
+    async with running_kubernetes_api() as api:
+        store = store_for(api, timeout_seconds=5.0)
+        try:
+            listed = await store.create(make_tenant().tenant)
+            _edit(api, listed.instance_id, *edits[0])  # the first list sees this one
+            index = TenantIndex()
+            async with IndexSync(store, index, retry_initial=0.05) as sync:
+                assert await sync.wait_synced(5)
+                edited = [listed]
+                for path, value in edits[1:]:  # the watch sees these
+                    victim = await store.create(make_tenant().tenant)
+                    doomed = await store.create(make_tenant().tenant)
+                    await eventually(lambda: index.get(doomed.instance_id) is not None)  # noqa: B023
+                    _edit(api, victim.instance_id, path, value)
+                    assert api.delete(doomed.instance_id)
+                    await eventually(lambda: index.get(doomed.instance_id) is None)  # noqa: B023
+                    edited.append(victim)
+                for tenant in edited:
+                    seen = index.get(tenant.instance_id)
+                    assert seen == await store.get(tenant.instance_id)  # get never raises either
+                    secret = api.secret(tenant.instance_id) or {}
+                    ours = secret["metadata"]["labels"].get(TENANT_LABEL) == "true"
+                    assert (seen is None and ours) == (tenant.instance_id in index.unreadable())
+            fresh = TenantIndex()  # a new ExHook starting now syncs too
+            async with IndexSync(store, fresh) as sync:
+                assert await sync.wait_synced(5)
+            assert sorted(fresh.tenants(), key=str) == sorted(index.tenants(), key=str)
+        finally:
+            await store.close()
+
+
+_ISSUE_EDITS = [  # issue 13's two hand edits, once for the list and once for the watch
+    (("metadata", "annotations", EXPIRES_AT_ANNOTATION), "9999-12-31T23:59:59-01:00"),
+    (("metadata", "annotations", EXPIRES_AT_ANNOTATION), "9999-12-31T23:59:59-01:00"),
+    (
+        ("data", "credential.0123abcd"),
+        base64.b64encode(hostile_values.deep_json(100_000).encode()).decode(),
+    ),
+]
+
+
+@hostile_values.BOUNDED_SLOW
+@given(edits=st.lists(_api_accepted_edits(), min_size=1, max_size=12))
+@example(edits=_ISSUE_EDITS)
+@example(edits=_ISSUE_EDITS[2:] + _ISSUE_EDITS[:2])
+def test_no_hand_edit_stops_the_index_following_the_store(
+    edits: list[tuple[tuple[str, ...], str]],
+) -> None:
+    asyncio.run(_edits_then_deletions(edits))

@@ -23,6 +23,7 @@ from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
 from tests.conftest import make_credential, make_tenant
 from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
+from tests.hostile_values import make_unreadable
 
 KEY, SECRET = "zero-exhook", "lifecycle-Secret-7d1c"
 FAST = LifecycleSettings(
@@ -112,6 +113,21 @@ async def test_operator_deletion_removes_namespace_and_clients(
         assert lifecycle.retained_purges == 1
         assert lifecycle.reaped == 0
     assert fake.retainer.topics() == []  # its state and the will its kick published
+
+
+async def test_a_record_made_unreadable_is_a_deletion(
+    store: TenantStore, fake: FakeEmqxApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant = await tenant_with_clients(store, fake, n=2)
+    other = await tenant_with_clients(store, fake)
+    async with running_lifecycle(store, fake) as lifecycle:
+        await make_unreadable(store, tenant.instance_id)
+        await eventually(lambda: removed(fake, tenant.instance_id), timeout=5)
+        await eventually(lambda: lifecycle.pending_jobs == 0)
+        assert await store.delete(other.instance_id)  # the index still follows the store
+        await eventually(lambda: removed(fake, other.instance_id), timeout=5)
+    warnings = [r for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(warnings) == 1 and tenant.instance_id in warnings[0].getMessage()
 
 
 async def test_without_emqx_mt_clients_are_kicked_one_by_one(

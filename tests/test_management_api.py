@@ -168,6 +168,11 @@ async def test_expiry_rules(tmp_path: Path) -> None:
                 {},
                 {"expires_at": "tomorrow"},
                 {"expires_at": "2030-01-01T00:00:00"},  # no timezone
+                {"expires_at": "9999-12-31T23:59:59-01:00"},  # past what UTC holds: was a 500
+                {"expires_at": "0001-01-01T00:00:00+01:00"},
+                {"expires_at": "9999-12-31T23:59:59Z"},
+                {"expires_at": "2030-02-30T00:00:00Z"},
+                {"expires_at": "20300101T000000Z"},  # ISO 8601, not RFC 3339
                 {"expires_at": 5},
                 {"expires_at": format_time(shorter), "extra": 1},
                 [],

@@ -135,6 +135,12 @@ def test_expiry_rules() -> None:
         checked_expiry(t, NOW + timedelta(seconds=7201), NOW, 7200)
     with pytest.raises(ExpiryRefused, match="future"):
         checked_expiry(t, NOW, NOW, 7200)
+    end_of_time = dataclasses.replace(
+        t, created_at=datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    )  # hand-edited
+    assert checked_expiry(end_of_time, NOW + timedelta(hours=1), NOW, 7200) == (
+        NOW + timedelta(hours=1)
+    )
     old = tenant(2, age=7200, ttl=3600)
     with pytest.raises(InstanceExpired):
         set_paused(True, NOW)(old)

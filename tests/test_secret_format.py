@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tenants import secret_format
 from tenants.errors import InvalidRecord
 from tenants.record import Tenant
 from tenants.secret_format import (
@@ -24,12 +28,14 @@ from tenants.secret_format import (
     secret_to_tenant,
     tenant_to_secret,
 )
+from tests import hostile_values
 
 HASH = (
     "$argon2id$v=19$m=2048,t=1,p=1$c29tZXNhbHRzb21lc2FsdA"
     "$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
 )
 HASH_B64 = base64.b64encode(HASH.encode()).decode()
+PADDED_B64 = base64.b64encode((HASH + "ab").encode()).decode()  # ends in one "="
 
 
 def tenant(**changes: Any) -> Tenant:
@@ -128,12 +134,57 @@ _INVALID = [
         EXPIRES_AT_ANNOTATION,
     ),
     (("metadata", "annotations", PAUSED_ANNOTATION), "yes", PAUSED_ANNOTATION),
+    (("metadata", "annotations", PAUSED_ANNOTATION), "True", PAUSED_ANNOTATION),
+    # UTC cannot hold it: OverflowError in astimezone before the fix.
+    (
+        ("metadata", "annotations", EXPIRES_AT_ANNOTATION),
+        "9999-12-31T23:59:59-01:00",
+        EXPIRES_AT_ANNOTATION,
+    ),
+    (
+        ("metadata", "annotations", CREATED_AT_ANNOTATION),
+        "0001-01-01T00:00:00+00:30",
+        CREATED_AT_ANNOTATION,
+    ),
+    # Not RFC 3339, though datetime.fromisoformat takes them.
+    (("metadata", "annotations", EXPIRES_AT_ANNOTATION), "20250108T120000Z", EXPIRES_AT_ANNOTATION),
+    (
+        ("metadata", "annotations", EXPIRES_AT_ANNOTATION),
+        "2025-01-08 12:00Z",
+        EXPIRES_AT_ANNOTATION,
+    ),
+    # Label and annotation values must be strings (the API server's rule too).
+    (("metadata", "labels", TENANT_LABEL), True, "metadata.labels"),
+    (("metadata", "labels", TAG_LABEL), 7, "metadata.labels"),
+    (("metadata", "annotations", PAUSED_ANNOTATION), True, "metadata.annotations"),
+    (("metadata", "annotations", EXPIRES_AT_ANNOTATION), None, "metadata.annotations"),
+    (("metadata", "labels", TENANT_LABEL), _DELETE, TENANT_LABEL),
+    (("metadata", "labels"), _DELETE, TENANT_LABEL),
+    (("metadata", "labels"), None, TENANT_LABEL),
+    (("metadata", "annotations"), None, CREATED_AT_ANNOTATION),
+    (("metadata", "name"), None, "metadata.name"),
     (("metadata", "resourceVersion"), 7, "metadata.resourceVersion"),
     (("data",), _DELETE, f"data.{PASSWORD_HASH_KEY}"),
     (("data",), "x", "data"),
     (("data", PASSWORD_HASH_KEY), _DELETE, f"data.{PASSWORD_HASH_KEY}"),
     (("data", PASSWORD_HASH_KEY), HASH, f"data.{PASSWORD_HASH_KEY}"),  # not base64
     (("data", PASSWORD_HASH_KEY), HASH_B64[:-3], f"data.{PASSWORD_HASH_KEY}"),
+    (("data", PASSWORD_HASH_KEY), 7, f"data.{PASSWORD_HASH_KEY}"),
+    # base64 that is not what the API server writes: junk characters, missing padding,
+    # the URL-safe alphabet, trailing bits that are not zero.
+    (("data", PASSWORD_HASH_KEY), HASH_B64[:10] + "!" + HASH_B64[10:], f"data.{PASSWORD_HASH_KEY}"),
+    (("data", PASSWORD_HASH_KEY), PADDED_B64.rstrip("="), f"data.{PASSWORD_HASH_KEY}"),
+    (("data", PASSWORD_HASH_KEY), HASH_B64 + "\n", f"data.{PASSWORD_HASH_KEY}"),
+    (
+        ("data", PASSWORD_HASH_KEY),
+        base64.b64encode(HASH.encode() + b"\xfb\xff").decode().replace("+", "-").replace("/", "_"),
+        f"data.{PASSWORD_HASH_KEY}",
+    ),
+    (
+        ("data", PASSWORD_HASH_KEY),
+        base64.b64encode(b"\xff\xfe").decode(),
+        f"data.{PASSWORD_HASH_KEY}",
+    ),
     (
         ("data", PASSWORD_HASH_KEY),
         base64.b64encode(HASH.replace("argon2id", "bcrypt").encode()).decode(),
@@ -166,3 +217,147 @@ def test_the_message_names_the_secret() -> None:
 
 def test_repr_of_a_tenant_read_from_a_secret_hides_the_hash() -> None:
     assert HASH not in repr(secret_to_tenant(stored()))
+
+
+def _non_canonical(encoded: str) -> str:
+    """The same bytes in base64 whose unused trailing bits are not zero: `b64decode` reads
+    it as `encoded`, the API server never writes it."""
+    last = encoded.rstrip("=")[-1]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    index = alphabet.index(last)
+    return encoded.replace(last + "=", alphabet[index + 1] + "=", 1)
+
+
+def test_base64_with_nonzero_trailing_bits_is_refused() -> None:
+    encoded = PADDED_B64
+    assert encoded.endswith("=") and secret_to_tenant(
+        stored() | {"data": {PASSWORD_HASH_KEY: encoded}}
+    )
+    other = _non_canonical(encoded)
+    assert base64.b64decode(other) == base64.b64decode(encoded)
+    secret = stored()
+    secret["data"][PASSWORD_HASH_KEY] = other
+    with pytest.raises(InvalidRecord, match=PASSWORD_HASH_KEY):
+        secret_to_tenant(secret)
+
+
+def test_a_secret_that_is_not_an_object_is_unreadable() -> None:
+    value: object
+    for value in (None, [], "secret", 7):
+        with pytest.raises(InvalidRecord, match="'\\?'"):
+            secret_to_tenant(value)
+
+
+def test_a_credential_nested_past_the_parsers_stack_is_unreadable() -> None:
+    secret = stored()
+    nested = hostile_values.deep_json(100_000)
+    secret["data"]["credential.0123abcd"] = base64.b64encode(nested.encode()).decode()
+    with pytest.raises(InvalidRecord, match=r"credential\.0123abcd"):
+        secret_to_tenant(secret)
+
+
+def test_an_unforeseen_failure_is_still_only_unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(text: str) -> object:
+        raise ZeroDivisionError(text)
+
+    monkeypatch.setattr(secret_format, "is_valid_tag", broken)
+    with pytest.raises(InvalidRecord, match=r"emqx-3a7f9c2b1d4e5678.*ZeroDivisionError") as caught:
+        secret_to_tenant(stored(tag="blue"))
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+# -- whatever a hand edit leaves, reading raises InvalidRecord or nothing ------------------
+
+_FIELDS: list[tuple[str, ...]] = [
+    (),
+    ("metadata",),
+    ("metadata", "name"),
+    ("metadata", "labels"),
+    ("metadata", "labels", TENANT_LABEL),
+    ("metadata", "labels", TAG_LABEL),
+    ("metadata", "labels", IP_HASH_LABEL),
+    ("metadata", "annotations"),
+    ("metadata", "annotations", CREATED_AT_ANNOTATION),
+    ("metadata", "annotations", EXPIRES_AT_ANNOTATION),
+    ("metadata", "annotations", PAUSED_ANNOTATION),
+    ("metadata", "resourceVersion"),
+    ("data",),
+    ("data", PASSWORD_HASH_KEY),
+    ("data", "credential.0123abcd"),
+]
+_CREDENTIAL_FIELDS = ["label", "password_hash", "allow_publish", "allow_subscribe", "created_at"]
+
+
+def _edited(path: tuple[str, ...], value: Any) -> Any:
+    secret = stored(tag="blue", ip_hash="abc", paused=True)
+    if not path:
+        return value
+    _set(secret, path, value)
+    return secret
+
+
+def _read_or_refuse(secret: Any) -> Tenant | None:
+    """secret_to_tenant's answer; None for InvalidRecord (anything else fails the test)."""
+    try:
+        tenant = secret_to_tenant(secret)
+    except InvalidRecord as exc:
+        message = str(exc)
+        assert HASH not in message and HASH_B64 not in message
+        return None
+    assert isinstance(tenant, Tenant)
+    return tenant
+
+
+@hostile_values.BOUNDED
+@given(path=st.sampled_from(_FIELDS), value=hostile_values.json_values())
+def test_any_json_value_in_any_field_is_read_or_refused(path: tuple[str, ...], value: Any) -> None:
+    _read_or_refuse(_edited(path, value))
+
+
+@hostile_values.BOUNDED
+@given(
+    key=st.sampled_from([CREATED_AT_ANNOTATION, EXPIRES_AT_ANNOTATION]),
+    text=hostile_values.time_texts(),
+)
+def test_any_time_text_is_read_or_refused(key: str, text: str) -> None:
+    tenant = _read_or_refuse(_edited(("metadata", "annotations", key), text))
+    if tenant is not None:  # what was read is a time UTC holds, and it survives a rewrite
+        whole = replace(
+            tenant,
+            created_at=tenant.created_at.replace(microsecond=0),
+            expires_at=tenant.expires_at.replace(microsecond=0),
+        )
+        assert secret_to_tenant(tenant_to_secret(tenant, "zero")) == whole
+
+
+@hostile_values.BOUNDED
+@given(
+    key=st.sampled_from([PASSWORD_HASH_KEY, "credential.0123abcd"]),
+    encoded=hostile_values.base64_texts(),
+)
+def test_any_data_value_is_read_or_refused(key: str, encoded: str) -> None:
+    tenant = _read_or_refuse(_edited(("data", key), encoded))
+    if tenant is not None:
+        assert base64.b64encode(base64.b64decode(encoded)).decode() == encoded
+
+
+@hostile_values.BOUNDED
+@given(
+    field=st.sampled_from([*_CREDENTIAL_FIELDS, None]),
+    value=hostile_values.json_values(),
+    text=hostile_values.json_texts(),
+)
+def test_any_credential_json_is_read_or_refused(field: str | None, value: Any, text: str) -> None:
+    fields = {
+        "label": "dash",
+        "password_hash": HASH,
+        "allow_publish": True,
+        "allow_subscribe": False,
+        "created_at": "2025-01-02T00:00:00Z",
+    }
+    if field is not None:
+        fields[field] = value
+    payload = json.dumps(fields) if field is not None else text
+    _read_or_refuse(
+        _edited(("data", "credential.0123abcd"), base64.b64encode(payload.encode()).decode())
+    )
