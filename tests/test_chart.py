@@ -48,6 +48,7 @@ CHART = ROOT / "charts" / "zero-emqx"
 EXAMPLES = CHART / "examples"
 RELEASE = "zero-emqx"
 NAMESPACE = "zero"
+TENANT_NAMESPACE = "zero-tenants"
 K8S_VERSION = str(kubernetes_validate.latest_version())
 SECRET_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 CRD_KINDS = {"ServiceMonitor"}
@@ -190,7 +191,12 @@ def test_every_object_is_valid_kubernetes(helm: str, name: str) -> None:
     assert objects
     for obj in objects:
         where = f"{obj['kind']}/{obj['metadata']['name']}"
-        assert obj["metadata"]["namespace"] == NAMESPACE, where
+        if obj["kind"] == "Namespace":  # cluster-scoped: the tenant records' namespace
+            assert obj["metadata"]["name"] == TENANT_NAMESPACE
+        elif obj["kind"] in ("Role", "RoleBinding"):
+            assert obj["metadata"]["namespace"] == TENANT_NAMESPACE, where
+        else:
+            assert obj["metadata"]["namespace"] == NAMESPACE, where
         if obj["kind"] in CRD_KINDS:
             validate_service_monitor(obj)
             continue
@@ -240,11 +246,12 @@ def test_processes_get_the_settings_they_read(helm: str) -> None:
     assert manager["MQTTS_PORT"] == "8883"
     assert manager["WSS_PORT"] == "8084"
     assert manager["WSS_PATH"] == "/mqtt"
-    assert manager["KUBE_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert manager["KUBE_NAMESPACE"] == TENANT_NAMESPACE
     ip_hash = manager["IP_HASH_KEY"]["secretKeyRef"]
     secret = secret_data(one(objects, "Secret", ip_hash["name"]))
     assert len(secret[ip_hash["key"]]) >= 16
     exhook = env_of(deployment(objects, "exhook"), objects)
+    assert exhook["KUBE_NAMESPACE"] == TENANT_NAMESPACE
     assert exhook["ZERO_EMQX_STORE"] == "kubernetes"
     assert exhook["EXHOOK_ADDR"] == "0.0.0.0:9000"
     assert exhook["EXHOOK_HTTP_ADDR"] == "0.0.0.0:9001"
@@ -355,12 +362,16 @@ def test_rbac_is_namespaced_and_secrets_only(helm: str) -> None:
         assert not by_kind(objects, "ClusterRoleBinding")
     objects = scenario(helm, "defaults")
     (role,) = by_kind(objects, "Role")
+    # the Role and its binding live in the tenant namespace only: nothing lets the
+    # processes read the release namespace's Secrets (EMQX's API key, the IP hash key)
+    assert role["metadata"]["namespace"] == TENANT_NAMESPACE != NAMESPACE
     (rule,) = role["rules"]
     assert rule["apiGroups"] == [""]
     assert rule["resources"] == ["secrets"]
     assert set(rule["verbs"]) == SECRET_VERBS
     assert "resourceNames" not in rule
     (binding,) = by_kind(objects, "RoleBinding")
+    assert binding["metadata"]["namespace"] == TENANT_NAMESPACE
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
@@ -640,3 +651,19 @@ def test_emqx_chart_values_mount_the_api_key(path: Path, variant: Variant, tag: 
     assert mount["readOnly"] is True
     assert f"{mount['mountPath']}/{item['path']}" == API_KEYS_FILE
     assert variant.expected["api_key.bootstrap_file"] == API_KEYS_FILE
+
+
+def test_tenant_records_live_in_a_namespace_of_their_own(helm: str) -> None:
+    objects = scenario(helm, "defaults")
+    (namespace,) = by_kind(objects, "Namespace")
+    assert namespace["metadata"]["name"] == TENANT_NAMESPACE
+    assert namespace["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    release_secrets = by_kind(objects, "Secret")
+    assert release_secrets and all(o["metadata"]["namespace"] == NAMESPACE for o in release_secrets)
+
+    chosen = render(helm, 'tenants.namespace="records"', "tenants.createNamespace=false")
+    assert not by_kind(chosen, "Namespace")
+    assert {o["metadata"]["namespace"] for o in by_kind(chosen, "Role")} == {"records"}
+    assert {o["metadata"]["namespace"] for o in by_kind(chosen, "RoleBinding")} == {"records"}
+    for component in ("manager", "exhook"):
+        assert env_of(deployment(chosen, component), chosen)["KUBE_NAMESPACE"] == "records"

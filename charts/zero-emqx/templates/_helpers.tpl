@@ -113,3 +113,8 @@ pods may have. */}}
 10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7
 {{- end -}}
 {{- end -}}
+
+{{/* The namespace of the tenant Secrets (KUBE_NAMESPACE). */}}
+{{- define "zero-emqx.tenantNamespace" -}}
+{{- default (printf "%s-tenants" .Release.Namespace) .Values.tenants.namespace | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
