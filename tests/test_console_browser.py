@@ -294,6 +294,7 @@ async def test_create_connect_receive_rotate_delete(
         assert new_password != password
         await expect(page.locator("#password")).to_have_text(new_password)
         await expect(page.locator("#manage-status")).to_contain_text("old one no longer works")
+        await expect(page.get_by_role("alert")).to_contain_text("shown once")
         own = f"/v1/instances/{username}"
         assert (await m.client.get(own, headers=basic(username, password))).status_code == 401
         await expect(status).to_have_text(re.compile("^Connected"), timeout=WAIT_MS)

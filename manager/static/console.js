@@ -5,6 +5,9 @@
 (function () {
   "use strict";
 
+  const SHOWN_ONCE =
+    "The password is shown once, here and now. Copy it before you leave or reload this page: " +
+    "the service keeps only a one-way hash of it and cannot show it again.";
   const USERNAME_TOKEN = "<instance_id>";
   const PASSWORD_TOKEN = "<password>";
 
@@ -123,7 +126,14 @@
     state.timer = setInterval(countdown, 1000);
     fillSnippets();
     for (const id of ["instance", "live", "manage", "snippets"]) $(id).hidden = false;
-    $("shown-once").hidden = false;
+    warnShownOnce();
+  }
+
+  function warnShownOnce() {
+    // Written after the section is shown, so screen readers announce the alert.
+    const alert = $("shown-once");
+    alert.textContent = "";
+    setTimeout(() => { alert.textContent = SHOWN_ONCE; }, 0);
   }
 
   function forget() {
@@ -277,18 +287,33 @@
     return `v1/instances/${encodeURIComponent(state.instance.instance_id)}${suffix || ""}`;
   }
 
-  function showUsage(detail) {
+  const SHOWN_FIELDS = new Set(["instance_id", "state", "connected_clients", "created_at", "expires_at", "tag", "credentials"]);
+
+  function usageRows(detail) {
+    const clients = detail.connected_clients;
     const rows = [
       ["State", detail.state],
-      ["Connected clients", detail.connected_clients === null ? "unknown (the broker did not say)" : String(detail.connected_clients)],
+      ["Connected clients", clients === null || clients === undefined ? "unknown (the broker did not say)" : String(clients)],
       ["Created", detail.created_at],
       ["Expires", detail.expires_at],
       ["Tag", detail.tag || "none"],
     ];
-    for (const [key, value] of Object.entries(detail.usage || {})) rows.push([key, JSON.stringify(value)]);
+    // Whatever else the service reports (usage, limits): one row per value, as text.
+    for (const [key, value] of Object.entries(detail)) {
+      if (SHOWN_FIELDS.has(key)) continue;
+      if (value && typeof value === "object" && !Array.isArray(value)) {
+        for (const [inner, item] of Object.entries(value)) rows.push([`${key}: ${inner}`, JSON.stringify(item)]);
+      } else {
+        rows.push([key, JSON.stringify(value)]);
+      }
+    }
+    return rows;
+  }
+
+  function showUsage(detail) {
     const list = $("usage");
     list.replaceChildren();
-    for (const [name, value] of rows) {
+    for (const [name, value] of usageRows(detail)) {
       const dt = document.createElement("dt");
       dt.textContent = name;
       const dd = document.createElement("dd");
@@ -319,7 +344,7 @@
     state.password = answer.credentials.password;
     $("password").textContent = state.password;
     fillSnippets();
-    $("shown-once").hidden = false;
+    warnShownOnce();
     say("manage-status", "New password made: the old one no longer works. It is shown once, above.");
     if (wasConnected) connectMqtt();
   }
