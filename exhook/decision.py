@@ -167,14 +167,15 @@ def plan_authenticate(
     problem = tenant_problem(tenant, now)
     if problem is not None or tenant is None or tenant.instance_id != user.instance_id:
         return VerifyPlan(DECOY_HASH, problem or Reason.NO_SUCH_TENANT, None)
-    credential = None if user.cred_id is None else tenant.credential(user.cred_id)
+    password_hash = tenant.password_hash
     if user.cred_id is not None:
+        credential = tenant.credential(user.cred_id)
         wrong = credential_problem(user.cred_id, credential)
-        if wrong is not None:
-            return VerifyPlan(DECOY_HASH, wrong, None, user.cred_id)
+        if wrong is not None or credential is None:
+            return VerifyPlan(DECOY_HASH, wrong or Reason.NO_SUCH_CREDENTIAL, None)
+        password_hash = credential.password_hash
     if not client_id_fits(user.text, clientid):
         return VerifyPlan(DECOY_HASH, Reason.BAD_CLIENT_ID, None)
-    password_hash = tenant.password_hash if credential is None else credential.password_hash
     return VerifyPlan(password_hash, None, tenant, user.cred_id)
 
 

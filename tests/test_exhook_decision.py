@@ -125,6 +125,15 @@ def test_answers_that_need_no_verify(kwargs: dict[str, object], decision: Decisi
     assert plan(**kwargs) == decision  # type: ignore[arg-type]
 
 
+def test_an_index_entry_of_another_instance_is_no_tenant() -> None:
+    """The plan checks the entry it was given is the username's own instance."""
+    other = replace(TENANT, instance_id="emqx-fedcba9876543210")
+    result = plan(ID, tenant=other)
+    assert isinstance(result, VerifyPlan)
+    assert (result.password_hash, result.failure) == (DECOY_HASH, Reason.NO_SUCH_TENANT)
+    assert result.tenant is None
+
+
 def test_ignore_mode_never_ignores_a_username_shaped_like_ours() -> None:
     result = plan(tenant=None, ignore_unknown=True)
     assert isinstance(result, VerifyPlan) and result.failure is Reason.NO_SUCH_TENANT
