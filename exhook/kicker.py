@@ -1,6 +1,7 @@
 """Turn tenant changes into EMQX REST calls, retried until EMQX confirms.
 
-`job_for_change` (pure) says what a (before, after) change of a record needs; `Kicker`
+`job_for_change` (exhook/kick_plan.py, pure) says what a (before, after) change of a
+record needs; `Kicker`
 keeps at most one job per subject (an instance id, or a scoped credential's username),
 runs them on a fixed number of workers and retries each with exponential backoff until
 EMQX lists no session it must end. A job on an instance lists the clients of the instance
@@ -29,12 +30,13 @@ import heapq
 import itertools
 import logging
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from exhook.emqx_api import EmqxApi, EmqxApiError, EmqxClient, Outcome, instance_filter
+from exhook.emqx_api import EmqxApi, EmqxApiError, Outcome, instance_filter
+from exhook.kick_plan import INSTANCE_ONLY, JobKind, backoff_delay, merge_kinds, sessions_to_end
 from tenants.credentials import parse_username
 from tenants.errors import InvalidRecord, StoreError
 from tenants.index import TenantIndex
@@ -44,94 +46,6 @@ from tenants.store import TenantStore
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-
-class JobKind(StrEnum):
-    REAUTH = "reauth"  # a password hash replaced: end the sessions that exist now, keep the ns
-    REVOKE = "revoke"  # a scoped credential removed: end every session of its username
-    PAUSE = "pause"  # paused: end every session of the instance, keep the namespace
-    REMOVE = "remove"  # record gone: delete the namespace and end every session
-
-
-_RANK = {JobKind.REAUTH: 1, JobKind.REVOKE: 2, JobKind.PAUSE: 3, JobKind.REMOVE: 4}
-_INSTANCE_ONLY = frozenset({JobKind.PAUSE, JobKind.REMOVE})
-
-
-@dataclass(frozen=True, slots=True)
-class KickRequest:
-    """`kind` on `subject` (an instance id or a scoped username); `usernames` are the
-    further usernames whose sessions it ends (an instance's scoped credentials)."""
-
-    subject: str
-    kind: JobKind
-    usernames: frozenset[str] = frozenset()
-
-
-def merge_kinds(a: JobKind, b: JobKind) -> JobKind:
-    """Two requests for one tenant: the stronger one covers the weaker."""
-    return a if _RANK[a] >= _RANK[b] else b
-
-
-def job_for_change(before: Tenant | None, after: Tenant | None) -> tuple[KickRequest, ...]:
-    """What a record change asks of EMQX; nothing for a creation, an unpause, a new
-    credential or a no-op edit. Deletion and pause cover every username of the instance;
-    otherwise the instance's own password and each scoped credential are looked at
-    separately: a credential removed is REVOKE, its hash replaced or a right taken away
-    REAUTH, on its own username."""
-    if before is None:
-        return ()
-    instance_id = before.instance_id
-    if after is None:
-        return (KickRequest(instance_id, JobKind.REMOVE, frozenset(before.usernames())),)
-    if after.paused and not before.paused:
-        everyone = frozenset((*before.usernames(), *after.usernames()))
-        return (KickRequest(instance_id, JobKind.PAUSE, everyone),)
-    requests = []
-    if after.password_hash != before.password_hash:
-        requests.append(KickRequest(instance_id, JobKind.REAUTH))
-    for old in before.credentials:
-        new = after.credential(old.cred_id)
-        if new is None:
-            requests.append(KickRequest(before.username_of(old), JobKind.REVOKE))
-        elif (
-            new.password_hash != old.password_hash
-            or (old.allow_publish and not new.allow_publish)
-            or (old.allow_subscribe and not new.allow_subscribe)
-        ):
-            requests.append(KickRequest(before.username_of(old), JobKind.REAUTH))
-    return tuple(requests)
-
-
-def backoff_delay(failures: int, initial: float, maximum: float, jitter: float = 0.0) -> float:
-    """initial * 2^(failures-1), capped at maximum, minus up to `jitter` (0..1) of it."""
-    base: float = min(maximum, initial * 2.0 ** max(0, min(failures - 1, 62)))
-    return base * (1.0 - jitter)
-
-
-def sessions_to_end(
-    kind: JobKind, clients: Sequence[EmqxClient], cutoff: datetime | None
-) -> list[EmqxClient]:
-    """REAUTH ends only the sessions EMQX says connected at or before `cutoff` (the
-    change plus the grace window; a reconnect with the new password afterwards is a new
-    session); a time EMQX gives that cannot be read counts as old. REVOKE, PAUSE and
-    REMOVE end every session listed."""
-    if kind is JobKind.REAUTH and cutoff is not None:
-        return [c for c in clients if _connected_before(c, cutoff)]
-    return list(clients)
-
-
-def _connected_before(client: EmqxClient, cutoff: datetime) -> bool:
-    moment = _connected_at(client)
-    return moment is None or moment <= cutoff
-
-
-def _connected_at(client: EmqxClient) -> datetime | None:
-    """EMQX's `connected_at` (RFC 3339 with an offset); None if unreadable or naive."""
-    try:
-        moment = datetime.fromisoformat(client.connected_at)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 class Result(StrEnum):
@@ -203,13 +117,13 @@ class Kicker:
         username) and, for PAUSE and REMOVE, the instance's `usernames` besides; merged
         with any job already there for it."""
         parsed = parse_username(subject)
-        if parsed is None or (kind in _INSTANCE_ONLY and parsed[1] is not None):
+        if parsed is None or (kind in INSTANCE_ONLY and parsed[1] is not None):
             log.warning("refusing to act on a name that is not an instance id or our username")
             return
         extra = frozenset(
             u
             for u in usernames
-            if kind in _INSTANCE_ONLY and u != subject and _instance_of(u) == subject
+            if kind in INSTANCE_ONLY and u != subject and _instance_of(u) == subject
         )
         cutoff = self._clock() + self._grace if kind is JobKind.REAUTH else None
         job = self._jobs.get(subject)

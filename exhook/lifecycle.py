@@ -30,7 +30,8 @@ from types import TracebackType
 from typing import Any
 
 from exhook.emqx_api import EmqxApi
-from exhook.kicker import JobKind, Kicker, job_for_change
+from exhook.kick_plan import JobKind, job_for_change
+from exhook.kicker import Kicker
 from exhook.reaper import Reaper
 from exhook.reconciler import Reconciler
 from exhook.retained_quota import RetainedQuota

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from exhook.emqx_api import EmqxApi, EmqxApiError
-from exhook.kicker import JobKind, Kicker, backoff_delay, read_record
+from exhook.kick_plan import JobKind, backoff_delay
+from exhook.kicker import Kicker, read_record
 from tenants.credentials import is_instance_id
 from tenants.errors import StoreError
 from tenants.index import IndexSync, TenantIndex

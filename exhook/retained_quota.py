@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from exhook.emqx_api import EmqxApi, EmqxApiError
-from exhook.kicker import backoff_delay
+from exhook.kick_plan import backoff_delay
 from tenants.record import Tenant
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exhook.emqx_api import EmqxClient, HttpxEmqxApi
-from exhook.kicker import JobKind
+from exhook.kick_plan import JobKind
 from tenants.index import TenantIndex
 from tenants.record import Tenant
 from tests.conftest import make_credential, make_tenant

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exhook.kicker import JobKind
+from exhook.kick_plan import JobKind
 from tests.conftest import make_tenant
 from tests.fakes.emqx_api import Call, FakeEmqxApi, eventually, running_emqx_api
 from tests.test_kicker import KEY, SECRET, running_kicker

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from exhook.emqx_api import HttpxEmqxApi
-from exhook.kicker import JobKind, Kicker
+from exhook.kick_plan import JobKind
+from exhook.kicker import Kicker
 from exhook.reconciler import Reconciler, plan_reconcile, retained_namespaces
 from tenants.index import IndexSync, TenantIndex
 from tenants.settings import EmqxApiSettings
