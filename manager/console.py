@@ -32,6 +32,7 @@ STATIC_TYPES = {
     "favicon.svg": "image/svg+xml",
 }
 STATIC_PREFIX = "/static/"
+BASE_URL_TOKEN = "<base_url>"
 
 
 def content_security_policy(endpoints: Endpoints) -> str:
@@ -82,7 +83,7 @@ def _rows(rows: tuple[Row, ...]) -> str:
 def render_console(settings: ManagerSettings, version: str) -> str:
     snippets = (
         *connection_snippets(settings.endpoints),
-        self_service_snippet(settings.public_base_url),
+        self_service_snippet(BASE_URL_TOKEN),  # the page fills in the address it came from
     )
     quotas = settings.quotas
     values = {

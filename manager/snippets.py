@@ -80,7 +80,7 @@ def self_service_snippet(base_url: str) -> Snippet:
     """Inspect, rotate and delete with the instance's own credentials (curl)."""
     base = f"{base_url}/v1/instances/$U"
     calls = (
-        (f'curl -s -u "$U:$P" {base}', "state, expiry, connected_clients"),
+        (f'curl -s -u "$U:$P" {base}', "state, expiry, limits, usage"),
         (f'curl -s -u "$U:$P" -X POST {base}/rotate-credentials', "a new password, once"),
         (f'curl -s -u "$U:$P" -X DELETE {base}', "204: revoked now"),
     )

@@ -78,7 +78,7 @@ def test_page_shows_the_skill_snippets_and_the_limits() -> None:
         for c in re.findall(r"<code id=\"snippet-[^\"]+\"[^>]*>(.*?)</code>", page, re.DOTALL)
     ]
     expected = [s.text for s in connection_snippets(settings.endpoints)]
-    assert codes == [*expected, self_service_snippet(settings.public_base_url).text]
+    assert codes == [*expected, self_service_snippet("<base_url>").text]
     assert "wss://mqtt.example.org:443/ws" in codes[-2]
     for row in (*limit_rows(settings), *quota_rows(settings.quotas)):
         assert "".join(f"<td>{html.escape(cell)}</td>" for cell in row) in page

@@ -264,6 +264,9 @@ async def test_create_connect_receive_rotate_delete(
         mqttx = await text_of(page, "#snippet-mqttx")
         filled = mqttx.replace(username, "<instance_id>").replace(password, "<password>")
         assert filled in skill and username in mqttx and password in mqttx
+        own_calls = await text_of(page, "#snippet-self-service")
+        assert f"{m.url}/v1/instances/$U/rotate-credentials" in own_calls
+        assert f"U='{username}' P='{password}'" in own_calls
 
         # a live MQTT console: connect over WebSocket, subscribe, publish, receive
         await page.get_by_role("button", name="Connect", exact=True).click()
@@ -277,7 +280,9 @@ async def test_create_connect_receive_rotate_delete(
         await expect(page.get_by_role("log")).to_contain_text("console/hello")
 
         await page.get_by_role("button", name="Show usage").click()
-        await expect(page.locator("#usage")).to_contain_text("active")
+        usage = page.locator("#usage")
+        await expect(usage).to_contain_text("active")
+        await expect(usage).to_contain_text(re.compile(r"Live sessions(unknown \(at most|\d+ of )"))
         await screenshot(page, "console-after.png")
 
         # the password is in the page's memory only

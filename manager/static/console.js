@@ -8,6 +8,7 @@
   const SHOWN_ONCE =
     "The password is shown once, here and now. Copy it before you leave or reload this page: " +
     "the service keeps only a one-way hash of it and cannot show it again.";
+  const BASE_URL_TOKEN = "<base_url>";
   const USERNAME_TOKEN = "<instance_id>";
   const PASSWORD_TOKEN = "<password>";
 
@@ -92,9 +93,15 @@
 
   // ---- showing a namespace -----------------------------------------------------------
 
+  function baseUrl() {
+    // The address this page was loaded from: where the person reaches the manager.
+    return new URL(".", window.location.href).href.replace(/\/$/, "");
+  }
+
   function fillSnippets() {
     for (const [id, text] of templates) {
       $(id).textContent = text
+        .split(BASE_URL_TOKEN).join(baseUrl())
         .split(USERNAME_TOKEN).join(state.instance.instance_id)
         .split(PASSWORD_TOKEN).join(state.password);
     }
@@ -287,25 +294,38 @@
     return `v1/instances/${encodeURIComponent(state.instance.instance_id)}${suffix || ""}`;
   }
 
-  const SHOWN_FIELDS = new Set(["instance_id", "state", "connected_clients", "created_at", "expires_at", "tag", "credentials"]);
+  const SHOWN_FIELDS = new Set(["instance_id", "state", "connected_clients", "created_at", "expires_at", "tag", "credentials", "limits", "usage"]);
+  const EMQX_STATES = {
+    ok: "answered",
+    unreachable: "did not answer: some figures are unknown",
+    not_configured: "is not asked by this deployment: figures are unknown",
+  };
+
+  function usedOf(entry) {
+    if (!entry || entry.used === null || entry.used === undefined) return `unknown (at most ${entry ? entry.limit : "?"})`;
+    return `${entry.used} of ${entry.limit}`;
+  }
 
   function usageRows(detail) {
-    const clients = detail.connected_clients;
+    const usage = detail.usage || {};
     const rows = [
       ["State", detail.state],
-      ["Connected clients", clients === null || clients === undefined ? "unknown (the broker did not say)" : String(clients)],
-      ["Created", detail.created_at],
       ["Expires", detail.expires_at],
+      ["Created", detail.created_at],
       ["Tag", detail.tag || "none"],
     ];
-    // Whatever else the service reports (usage, limits): one row per value, as text.
+    if (detail.usage) {
+      rows.push(["Live sessions", usedOf(usage.sessions)]);
+      rows.push(["Retained messages", usedOf(usage.retained_messages)]);
+      for (const [name, value] of Object.entries(usage.counters || {})) rows.push([name.replace(/_/g, " "), String(value)]);
+      rows.push(["The broker", EMQX_STATES[usage.emqx] || String(usage.emqx)]);
+    } else {
+      const clients = detail.connected_clients;
+      rows.push(["Connected clients", clients === null || clients === undefined ? "unknown" : String(clients)]);
+    }
+    // Whatever else the service reports: one row per value, as text.
     for (const [key, value] of Object.entries(detail)) {
-      if (SHOWN_FIELDS.has(key)) continue;
-      if (value && typeof value === "object" && !Array.isArray(value)) {
-        for (const [inner, item] of Object.entries(value)) rows.push([`${key}: ${inner}`, JSON.stringify(item)]);
-      } else {
-        rows.push([key, JSON.stringify(value)]);
-      }
+      if (!SHOWN_FIELDS.has(key)) rows.push([key, JSON.stringify(value)]);
     }
     return rows;
   }
