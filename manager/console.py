@@ -32,7 +32,7 @@ STATIC_TYPES = {
     "favicon.svg": "image/svg+xml",
 }
 STATIC_PREFIX = "/static/"
-BASE_URL_TOKEN = "<base_url>"
+BASE_URL_TOKEN = "<base_url>"  # noqa: S105 - a placeholder the page replaces
 
 
 def content_security_policy(endpoints: Endpoints) -> str:
