@@ -154,3 +154,20 @@ async def test_retained_messages_of_a_gone_instance_are_purged(
         "emqx-0123/not-an-instance",
     ]
     assert kicker.retained_purges == 1
+
+
+async def test_a_retainer_that_cannot_be_listed_does_not_stop_the_pass(
+    store: TenantStore, fake: FakeEmqxApi
+) -> None:
+    gone = make_tenant().tenant.instance_id
+    fake.add_namespace(gone)
+    fake.fail_next(1, 400, path="/mqtt/retainer/")  # "This API only support built in database"
+    index = TenantIndex()
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    settings = EmqxApiSettings(fake.url, KEY, SECRET, timeout_seconds=0.5)
+    async with HttpxEmqxApi(settings) as api:
+        kicker = Kicker(api, store, index, clock=clock)
+        reconciler = Reconciler(api, store, index, IndexSync(store, index), kicker, clock=clock)
+        report = await reconciler.reconcile_once()
+    assert report.removals == (gone,)
+    assert reconciler.retained_failures == 1 and reconciler.runs == 1
