@@ -368,3 +368,22 @@ async def test_keyboard_and_phone_screen(browser: Any, broker: Broker, tmp_path:
         )
         assert overflow <= 0, "the page scrolls sideways on a phone"
         assert watched.errors == []
+
+
+@pytest.mark.skipif(bool(E2E_WS_URL), reason="needs the loopback broker")
+async def test_a_broker_that_cannot_be_reached_is_said_in_words(
+    browser: Any, broker: Broker, tmp_path: Path
+) -> None:
+    # aedes answers the WebSocket upgrade on its own path only: this one is refused
+    async with (
+        console_for(broker, tmp_path, {"WSS_PATH": "/not-mqtt"}) as (m, _),
+        page_on(browser, m.url) as (page, watched),
+    ):
+        await page.get_by_role("button", name="Create a namespace").click()
+        await page.get_by_role("button", name="Connect", exact=True).click()
+        await expect(page.locator("#mqtt-status")).to_have_text(
+            re.compile(r"^Could not connect to ws://127\.0\.0\.1:\d+/not-mqtt: the broker is "),
+            timeout=WAIT_MS,
+        )
+        await expect(page.get_by_role("button", name="Connect", exact=True)).to_be_enabled()
+        assert all("WebSocket" in e for e in watched.errors), watched.errors

@@ -244,11 +244,16 @@
     client.on("error", (error) => {
       say("mqtt-status", `The broker refused the connection: ${connackInWords(error)}.`, true);
     });
+    let opened = false;
+    client.on("connect", () => { opened = true; });
     client.on("close", () => {
       if (state.client !== client) return;
       const wasError = $("mqtt-status").classList.contains("error");
       setConnected(false);
-      if (!wasError) say("mqtt-status", "Disconnected.");
+      if (wasError) return;
+      if (opened) say("mqtt-status", "Disconnected.");
+      else say("mqtt-status", `Could not connect to ${state.instance.wss.uri}: the broker is unreachable, or this browser does not trust its certificate.`, true);
+      client.end(true);
     });
     client.on("message", (topic, payload) => {
       const item = document.createElement("li");
