@@ -16,7 +16,8 @@ What is read (EMQX 6.2.2 and 6.0.2 unless noted; each route's scope in its `scop
 - `GET /authorization/sources` (`emqx_authz_api_sources.erl` `sources/2`:
   `{"sources": [...]}` in chain order; a file source's `path` is replaced by its `rules`
   text, `emqx_authz_file:read_files/1`; scope `access_control`): the first source must
-  be our enabled file source;
+  be our enabled file source, its rules exactly emqx-config's ACL for the version
+  (comments and layout aside: EMQX's default acl.conf there would allow everything);
 - `GET /listeners` then `GET /listeners/{id}` (`emqx_mgmt_api_listeners.erl`
   `list_listeners/2`, whose rows carry no mountpoint, and `crud_listeners_by_id/2`,
   `find_listeners_by_id/1`: the raw listener config with defaults, `mountpoint` ""
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -46,6 +48,19 @@ TNS_EXPRESSION = "substr(username, 0, 21)"
 CLIENTID_OVERRIDE = "concat([username, '-', clientid])"
 LISTENER_MOUNTPOINT = "${client_attrs.tns}/"
 MAX_LISTENERS = 64
+# The rules as the file spells them (in an Erlang string `\\` is one backslash).
+_SCOPED = r'{deny, {username, {re, "^emqx-[0-9a-f]{16}\\.%s[0-9a-f]{7}\\z"}}, %s, all}.'
+_OURS = r'{allow, {username, {re, "^emqx-[0-9a-f]{16}(\\.[psx][0-9a-f]{7})?\\z"}}, all, %s}.'
+_CLAIMED = '{deny, {username, {re, "^emqx-[0-9a-f]{16}"}}, all, all}.'
+ACL_RULES_61 = (
+    _SCOPED % ("s", "publish"),
+    _SCOPED % ("p", "subscribe"),
+    _OURS % '["${client_attrs.tns}/#"]',
+    _CLAIMED,
+)
+"""emqx-config/acl.conf's rules, as written (tests/test_emqx_acl.py checks the file)."""
+ACL_RULES_60 = (*ACL_RULES_61[:2], _OURS % "all", _CLAIMED)
+"""emqx-config/acl-6.0.conf's rules."""
 RETRY_SECONDS = 2.0  # while something is wrong, look again this often
 
 
@@ -100,6 +115,14 @@ def _tns_attribute(zone: Any) -> Problem | None:
     return None
 
 
+def acl_rules(text: str) -> tuple[str, ...]:
+    """The rules of an ACL file, one normalised string each: `%` comments dropped (our
+    rules hold no `%`), whitespace runs made one space, split after each `}.`."""
+    lines = (line.split("%", 1)[0] for line in text.splitlines())
+    flat = " ".join(" ".join(lines).split())
+    return tuple(rule.strip() for rule in re.findall(r".*?\}\.(?= |$)", flat))
+
+
 def _authorization(settings: EffectiveSettings, newer: bool) -> list[Problem]:
     found = []
     if _field(settings.authorization, "no_match") != "deny":
@@ -118,6 +141,17 @@ def _authorization(settings: EffectiveSettings, newer: bool) -> list[Problem]:
             Problem(
                 "authorization.sources",
                 "the first source must be the enabled file source with emqx-config's ACL",
+            )
+        )
+        return found
+    rules = _field(first, "rules")
+    wanted = ACL_RULES_61 if newer else ACL_RULES_60
+    if not isinstance(rules, str) or acl_rules(rules) != wanted:
+        name = "acl.conf" if newer else "acl-6.0.conf"
+        found.append(
+            Problem(
+                "authorization.sources",
+                f"the file source's rules must be emqx-config/{name}'s (EMQX read other rules)",
             )
         )
     return found

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from exhook.emqx_settings import ACL_RULES_60, ACL_RULES_61, acl_rules
 from tenants.credentials import Rights, new_credential_id, new_instance_id, scoped_username
 from tests.emqx_acl import (
     AclSyntaxError,
@@ -119,6 +120,13 @@ def test_first_match_wins_unanchored_regex_eq_and_placeholders() -> None:
 
 
 # -- the shipped files --------------------------------------------------------------------
+
+
+def test_the_hook_knows_the_files_rules() -> None:
+    """exhook/emqx_settings.py checks EMQX's file source holds exactly these rules."""
+    assert acl_rules(ACL_FILE_61.read_text()) == ACL_RULES_61
+    assert acl_rules(ACL_FILE_60.read_text()) == ACL_RULES_60
+    assert ACL_RULES_61 != ACL_RULES_60
 
 
 @pytest.mark.parametrize("rules", [RULES_61, RULES_60], ids=["6.1+", "6.0"])

@@ -26,7 +26,7 @@ from tenants.store import TenantStore
 from tests.conftest import make_tenant
 from tests.emqx_harness import ALLOW, DENY, eventually, running_exhook
 from tests.fakes.emqx_api import FakeEmqxApi, running_emqx_api
-from tests.fakes.emqx_config_api import FakeEmqxConfig
+from tests.fakes.emqx_config_api import ROOT, FakeEmqxConfig
 
 Change = Callable[[FakeEmqxConfig], None]
 
@@ -74,6 +74,14 @@ def _sources(sources: list[dict[str, Any]]) -> Change:
 
 
 OLD_OVERRIDE = "concat([client_attrs.tns, '-', clientid])"
+ACL_60 = (ROOT / "emqx-config" / "acl-6.0.conf").read_text()
+# apps/emqx_auth/etc/acl.conf at tag 6.2.2 (what EMQX reads when the path is left alone).
+DEFAULT_ACL = """%% comments
+{allow, {username, {re, "^dashboard$"}}, subscribe, ["$SYS/#"]}.
+{allow, {ipaddr, "127.0.0.1"}, all, ["$SYS/#", "#"]}.
+{deny, all, subscribe, ["$SYS/#", {eq, "#"}, {eq, "+/#"}]}.
+{allow, {security_profile, legacy}}.
+"""
 WRONG: list[tuple[str, str, Change, str]] = [
     (
         "6.2.2",
@@ -124,6 +132,24 @@ WRONG: list[tuple[str, str, Change, str]] = [
         "6.0.2",
         "another source first",
         _sources([{"type": "built_in_database", "enable": True}]),
+        "authorization.sources",
+    ),
+    (
+        "6.2.2",
+        "EMQX's default allow-all acl.conf",
+        _sources([{"type": "file", "enable": True, "rules": DEFAULT_ACL}]),
+        "authorization.sources",
+    ),
+    (
+        "6.2.2",
+        "the 6.0 rules on 6.2 (no namespace rule)",
+        _sources([{"type": "file", "enable": True, "rules": ACL_60}]),
+        "authorization.sources",
+    ),
+    (
+        "6.0.2",
+        "the rules not readable (path kept)",
+        _sources([{"type": "file", "enable": True, "path": "/etc/acl.conf"}]),
         "authorization.sources",
     ),
     (
