@@ -68,7 +68,11 @@ def render_skill(settings: ManagerSettings, version: str) -> str:
         "per_ip_rate": _per(settings.per_ip_rate, "more than {} a minute"),
         "max_live": _per(settings.max_live_instances, "{} live instances"),
         "deadline": f"{settings.request_deadline_seconds:g} s",
-        "auth_failure_rate": _per(settings.auth_failure_rate, "{} a minute"),
+        "auth_failure_rate": (
+            f"more than {settings.auth_failure_rate} failed logins a minute"
+            if settings.auth_failure_rate
+            else "too many failed logins"  # not limited here: never answered
+        ),
         "snippets": "\n\n".join(_snippet_block(s) for s in connection_snippets(e)),
         "limits": _table(limit_rows(settings)),
         "quotas": _table(quota_rows(settings.quotas)),
