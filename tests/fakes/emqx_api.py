@@ -6,7 +6,8 @@ EMQX makes, following EMQX 6.2.2's contract:
   `UNAUTHORIZED_ROLE` (`apps/emqx_dashboard/src/emqx_dashboard.erl`);
 - the namespace routes `/mt/...` (tests/fakes/emqx_mt.py) and the retainer routes
   `/mqtt/retainer/...` (tests/fakes/emqx_retainer.py);
-- `GET /clients?username=&page=&limit=` and `POST /clients/kickout/bulk` (204);
+- `GET /clients?username=&page=&limit=` and `POST /clients/kickout/bulk` (204):
+  tests/fakes/emqx_clients.py;
 - `GET /status` (no auth, as in EMQX);
 - the settings routes of tests/fakes/emqx_config_api.py (`config`: our emqx-config/ for
   `version` unless a test changes it), scopes `system` (`emqx_mgmt_api_configs.erl`,
@@ -35,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.emqx_clients import ClientRoutes
 from tests.fakes.emqx_config_api import FakeEmqxConfig
 from tests.fakes.emqx_mt import FakeClient, FakeNamespaces, tns_of
 from tests.fakes.emqx_retainer import FakeRetainer
@@ -96,8 +98,7 @@ class FakeEmqxApi:
         app.router.add_get(API + "/status", self._status)
         self.mt.add_routes(app.router, API)
         self.retainer.add_routes(app.router, API)
-        app.router.add_get(API + "/clients", self._list_clients)
-        app.router.add_post(API + "/clients/kickout/bulk", self._kickout_bulk)
+        ClientRoutes(self._clients, self.kick).add_routes(app.router, API)
         self.config.add_routes(app.router, API)
         runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)
         await runner.setup()
@@ -246,52 +247,6 @@ class FakeEmqxApi:
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="Node emqx@127.0.0.1 is started\nemqx is running")
-
-    async def _list_clients(self, request: web.Request) -> web.StreamResponse:
-        usernames = set(request.query.getall("username", []))
-        try:
-            page = int(request.query.get("page", "1"))
-            limit = int(request.query.get("limit", "100"))
-        except ValueError:
-            return _error(400, "INVALID_PARAMETER", "page and limit must be integers")
-        if page < 1 or not 1 <= limit <= 10000:
-            return _error(400, "INVALID_PARAMETER", "page or limit out of range")
-        rows = sorted(
-            (c for c in self._clients.values() if not usernames or c.username in usernames),
-            key=lambda c: c.clientid,
-        )
-        chunk = rows[(page - 1) * limit : page * limit]
-        data = [
-            {
-                "clientid": c.clientid,
-                "username": c.username,
-                "connected": True,
-                "conn_state": "connected",
-                "connected_at": c.connected_at,
-                "created_at": c.connected_at,
-                "node": "emqx@127.0.0.1",
-                "mountpoint": f"{tns_of(c.username)}/",
-            }
-            for c in chunk
-        ]
-        meta = {
-            "page": page,
-            "limit": limit,
-            "count": len(rows),
-            "hasnext": page * limit < len(rows),
-        }
-        return web.json_response({"data": data, "meta": meta})
-
-    async def _kickout_bulk(self, request: web.Request) -> web.StreamResponse:
-        try:
-            ids = await request.json()
-        except ValueError:
-            ids = None
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            return _error(400, "BAD_REQUEST", "body must be an array of client ids")
-        for clientid in ids:
-            self.kick(clientid)
-        return web.Response(status=204)
 
 
 @asynccontextmanager
