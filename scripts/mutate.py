@@ -35,7 +35,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "manager/forwarded.py": ("tests/test_forwarded.py", "tests/test_client_ip.py"),
     "manager/networks.py": ("tests/test_networks.py",),
     "manager/bodies.py": ("tests/test_bodies.py", "tests/test_connections.py"),
-    "tenants/secret_format.py": ("tests/test_secret_format.py",),
+    "tenants/secret_format.py": ("tests/test_secret_format.py", "tests/test_credential_records.py"),
     "tenants/credential_format.py": (
         "tests/test_credential_format.py",
         "tests/test_credential_records.py",

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tenants import secret_format
 from tenants.errors import InvalidRecord
-from tenants.record import Tenant
+from tenants.record import ScopedCredential, Tenant
 from tenants.secret_format import (
     CREATED_AT_ANNOTATION,
     EXPIRES_AT_ANNOTATION,
@@ -361,3 +361,83 @@ def test_any_credential_json_is_read_or_refused(field: str | None, value: Any, t
     _read_or_refuse(
         _edited(("data", "credential.0123abcd"), base64.b64encode(payload.encode()).decode())
     )
+
+
+def _message(secret: Any) -> str:
+    with pytest.raises(InvalidRecord) as caught:
+        secret_to_tenant(secret)
+    return str(caught.value)
+
+
+def test_messages_are_exact() -> None:
+    name = "Secret 'emqx-3a7f9c2b1d4e5678': "
+    cases: list[tuple[tuple[str, ...], Any, str]] = [
+        ((), [], "Secret '?': is not a JSON object"),
+        (("metadata",), None, "Secret '?': metadata is missing"),
+        (
+            ("metadata", "labels"),
+            {"a": 1},
+            name + "metadata.labels holds a value that is not a string",
+        ),
+        (("metadata", "labels"), "x", name + "metadata.labels is not a map"),
+        (
+            ("metadata", "annotations"),
+            {"a": 1},
+            name + "metadata.annotations holds a value that is not a string",
+        ),
+        (("metadata", "resourceVersion"), 7, name + "metadata.resourceVersion is not a string"),
+        (("data",), "x", name + "data is not a map"),
+        (("data", PASSWORD_HASH_KEY), 7, name + "data.password-hash is not a base64 string"),
+        (
+            ("data", PASSWORD_HASH_KEY),
+            "!!",
+            name + "data.password-hash is not base64 of UTF-8 text",
+        ),
+        (
+            ("metadata", "name"),
+            "emqx-x",
+            "Secret 'emqx-x': metadata.name is not an instance id"
+            " (emqx- and 16 lowercase hex digits)",
+        ),
+    ]
+    for path, value, message in cases:
+        assert _message(_edited(path, value)) == message, path
+
+
+def test_long_names_are_shortened_in_messages() -> None:
+    for length, shown in ((80, "a" * 80), (81, "a" * 80 + "...")):
+        assert _message(_edited(("metadata", "name"), "a" * length)).startswith(
+            f"Secret {shown!r}:"
+        )
+        key = "credential." + "b" * (length - 11)
+        shown_key = key if length <= 80 else key[:80] + "..."
+        secret = stored()
+        secret["data"][key] = "!!"
+        assert f"data.{shown_key}: is not base64" in _message(secret)
+
+
+@pytest.mark.parametrize("name", [None, 7, "", ["emqx-3a7f9c2b1d4e5678"]])
+def test_a_name_that_is_no_string_is_shown_as_a_question_mark(name: object) -> None:
+    assert _message(_edited(("metadata", "name"), name)).startswith("Secret '?': metadata.name")
+
+
+def test_a_secret_without_resource_version_reads_as_unstored() -> None:
+    secret = stored()
+    del secret["metadata"]["resourceVersion"]
+    assert secret_to_tenant(secret).revision == ""
+
+
+def test_credential_keys_hold_the_compact_json_of_each_credential() -> None:
+    credential = ScopedCredential(
+        "0123abcd", "dash", HASH, True, False, datetime(2025, 1, 2, tzinfo=UTC)
+    )
+    secret = tenant_to_secret(tenant(credentials=(credential,)), "zero")
+    encoded = secret["data"]["credential.0123abcd"]
+    assert json.loads(base64.b64decode(encoded)) == {
+        "label": "dash",
+        "password_hash": HASH,
+        "allow_publish": True,
+        "allow_subscribe": False,
+        "created_at": "2025-01-02T00:00:00Z",
+    }
+    assert secret_to_tenant(secret).credentials == (credential,)
