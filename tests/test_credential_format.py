@@ -130,3 +130,38 @@ def test_any_text_is_a_credential_or_a_value_error(text: str) -> None:
         assert HASH not in message
         return
     assert isinstance(credential, ScopedCredential)
+
+
+_MESSAGES = {
+    "cred_id": "the credential id is not a rights letter and 7 lowercase hex digits",
+    "data": "is not a JSON object",
+    "label": "label is missing or not a valid label",
+    "password_hash": "password_hash is not an argon2 PHC string",
+    "allow_publish": "allow_publish and allow_subscribe must be true or false",
+    "allow_subscribe": "allow_publish and allow_subscribe must be true or false",
+    "created_at": "created_at is missing or not RFC 3339 with a timezone",
+}
+
+
+@pytest.mark.parametrize(("field", "value", "named"), _BAD)
+def test_messages_are_exact(field: str, value: Any, named: str) -> None:
+    cred_id, data = "0123abcd", dict(FIELDS)
+    if field == "cred_id":
+        cred_id = value
+    elif field == "data":
+        data = value
+    else:
+        data[field] = value
+    with pytest.raises(ValueError, match=named) as caught:
+        credential_from_fields(cred_id, data)
+    assert str(caught.value) == _MESSAGES[field]
+
+
+def test_load_json_messages_are_exact() -> None:
+    for text, message in (
+        ("{", "is not JSON"),
+        (hostile_values.deep_json(100_000), "is JSON nested too deeply"),
+    ):
+        with pytest.raises(ValueError, match="JSON") as caught:
+            load_json(text)
+        assert str(caught.value) == message
