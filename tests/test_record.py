@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -140,7 +141,7 @@ def test_credentials_and_usernames() -> None:
         tenant.username_of(a),
         tenant.username_of(b),
     )
-    assert tenant.username_of(a).startswith("emqx-3a7f9c2b1d4e5678")
+    assert tenant.username_of(a) == "emqx-3a7f9c2b1d4e5678.0000000a"
     assert tenant.with_revision("9") == replace(tenant, revision="9")
 
 
@@ -154,3 +155,28 @@ def test_in_order_is_by_creation_then_id() -> None:
 def test_reprs_hide_the_hashes_and_the_ip_hash() -> None:
     tenant = replace(TENANT, ip_hash="ip-secret", credentials=(credential("0000000a", T0),))
     assert HASH not in repr(tenant) and "ip-secret" not in repr(tenant)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2025-01-01", "not an RFC 3339 time with an offset"),
+        ("2025-02-30T00:00:00Z", "not a valid RFC 3339 time (a field out of range)"),
+        ("9999-12-31T23:59:59-01:00", "an RFC 3339 time outside the years 1 to 9999 in UTC"),
+    ],
+)
+def test_parse_time_messages_are_exact(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match="RFC 3339") as caught:
+        parse_time(text)
+    assert str(caught.value) == message
+
+
+def test_format_time_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert format_time(T0) == "2025-01-01T00:00:00Z"
+        assert parse_time(format_time(T0)) == T0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
