@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from tenants import local_format
 from tenants.errors import InvalidRecord
-from tenants.local_format import decode_record, encode_record
+from tenants.local_format import (
+    SUPERSEDED_HASH,
+    decode_change,
+    decode_record,
+    encode_change,
+    encode_record,
+    fingerprint,
+)
 from tenants.record import ScopedCredential, Tenant
 from tests import hostile_values
 from tests.hostile_values import HASH
@@ -181,3 +188,64 @@ def test_any_time_is_read_or_refused(field: str, text: str) -> None:
 @given(text=hostile_values.json_texts())
 def test_any_text_is_read_or_refused(text: str) -> None:
     _read_or_refuse(text)
+
+
+def test_rows_are_compact_json() -> None:
+    assert ": " not in encode_record(TENANT) and ", " not in encode_record(TENANT)
+
+
+def test_a_bad_credential_entry_is_named_exactly() -> None:
+    entry = ROW["credentials"][0]
+    for entries in (["x"], [{**entry, "cred_id": 7}], [entry, entry]):
+        n = len(entries) - 1
+        with pytest.raises(InvalidRecord) as caught:
+            decode_record(ID, row(credentials=entries), 7)
+        assert str(caught.value) == (
+            f"{ID}: credentials[{n}]: cred_id is missing, not a string or repeated"
+        )
+
+
+def test_a_foreign_key_is_shown_shortened() -> None:
+    for key, shown in ((7, "7"), ("k" * 90, "k" * 80)):
+        with pytest.raises(InvalidRecord) as caught:
+            decode_record(key, encode_record(TENANT), 7)
+        assert str(caught.value) == f"record key {shown!r} is not an instance id"
+
+
+# -- the change log's form: hashes as fingerprints ----------------------------------------
+
+
+def test_a_change_holds_fingerprints_not_hashes() -> None:
+    change = encode_change(TENANT)
+    assert "$argon2" not in change and ": " not in change
+    data = json.loads(change)
+    assert data["password_hash"] == fingerprint(HASH)
+    assert data["credentials"][0]["password_hash"] == fingerprint(CREDENTIAL.password_hash)
+    assert fingerprint(HASH) != fingerprint(CREDENTIAL.password_hash)
+    assert fingerprint(HASH).startswith("fingerprint:") and len(fingerprint(HASH)) == 28
+    assert {k: v for k, v in data.items() if k != "credentials"} == {
+        **{k: v for k, v in ROW.items() if k != "credentials"},
+        "password_hash": fingerprint(HASH),
+    }
+
+
+def test_a_change_gets_the_current_hashes_back_where_they_match() -> None:
+    change = encode_change(TENANT)
+    assert decode_change(ID, change, 5, TENANT) == replace(TENANT, revision="5")
+    rotated = replace(TENANT, password_hash=HASH.replace("aGFz", "cGFz"))
+    read = decode_change(ID, change, 5, rotated)
+    assert read.password_hash == SUPERSEDED_HASH  # changed since: never verifies
+    assert read.credentials[0].password_hash == CREDENTIAL.password_hash
+    gone = decode_change(ID, change, 5, None)
+    assert gone.password_hash == SUPERSEDED_HASH
+    assert gone.credentials[0].password_hash == SUPERSEDED_HASH
+    assert decode_record(ID, encode_record(TENANT), 7) == TENANT  # rows keep real hashes
+
+
+def test_a_change_that_cannot_be_read_is_unreadable() -> None:
+    for text in ("[]", "{", json.dumps({**json.loads(encode_change(TENANT)), "tag": 7})):
+        with pytest.raises(InvalidRecord):
+            decode_change(ID, text, 5, TENANT)
+    plain = json.dumps({**json.loads(encode_change(TENANT)), "password_hash": "plain"})
+    with pytest.raises(InvalidRecord, match="password_hash"):
+        decode_change(ID, plain, 5, TENANT)
