@@ -99,7 +99,7 @@ def tenant_to_secret(tenant: Tenant, namespace: str) -> dict[str, Any]:
 
 
 def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode("ascii")
+    return base64.b64encode(text.encode()).decode()
 
 
 def secret_name(secret: object) -> str:

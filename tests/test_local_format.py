@@ -229,6 +229,12 @@ def test_a_change_holds_fingerprints_not_hashes() -> None:
     }
 
 
+def test_a_change_without_credentials() -> None:
+    bare = replace(TENANT, credentials=())
+    assert "credentials" not in json.loads(encode_change(bare))
+    assert decode_change(ID, encode_change(bare), 7, bare) == bare
+
+
 def test_a_change_gets_the_current_hashes_back_where_they_match() -> None:
     change = encode_change(TENANT)
     assert decode_change(ID, change, 5, TENANT) == replace(TENANT, revision="5")
@@ -243,6 +249,8 @@ def test_a_change_gets_the_current_hashes_back_where_they_match() -> None:
 
 
 def test_a_change_that_cannot_be_read_is_unreadable() -> None:
+    with pytest.raises(InvalidRecord, match="record is not a JSON object"):
+        decode_change(ID, "[]", 5, TENANT)
     for text in ("[]", "{", json.dumps({**json.loads(encode_change(TENANT)), "tag": 7})):
         with pytest.raises(InvalidRecord):
             decode_change(ID, text, 5, TENANT)
