@@ -8,8 +8,9 @@ import dataclasses
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from manager.settings import ManagerSettings
 from tenants.api_keys import ApiKeyStore
 from tenants.errors import ConfigError
 from tenants.index import IndexSync, TenantIndex
+from tenants.record import utc_now
 from tenants.settings import StoreSettings
 from tenants.store import TenantStore
 from tenants.stores import api_key_store_for
@@ -92,9 +94,13 @@ async def _api_context(
 
 @contextlib.asynccontextmanager
 async def running_manager(
-    settings: ManagerSettings, store: TenantStore
+    settings: ManagerSettings,
+    store: TenantStore,
+    *,
+    clock: Callable[[], datetime] = utc_now,
 ) -> AsyncIterator[tuple[web.AppRunner, IndexSync]]:
-    """The manager listening on settings.host:port until the block exits."""
+    """The manager listening on settings.host:port until the block exits; `clock` is the
+    time new records are stamped with and live caps are counted at."""
     index = TenantIndex()
     metrics = ManagerMetrics()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="manager-hash") as hasher:
@@ -107,7 +113,9 @@ async def running_manager(
                 interval=settings.ready_interval_seconds,
             ) as readiness,
         ):
-            service = InstanceService(settings, store, index, hash_executor=hasher, metrics=metrics)
+            service = InstanceService(
+                settings, store, index, hash_executor=hasher, clock=clock, metrics=metrics
+            )
             guard = ConnectionGuard(
                 max_connections=settings.max_connections,
                 header_timeout=settings.header_timeout_seconds,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ from aiohttp import web
 from manager.main import running_manager
 from manager.settings import ManagerSettings
 from tenants.index import IndexSync
+from tenants.record import utc_now
 from tenants.store import TenantStore
 
 BASE_ENV = {"MANAGER_ADDR": "127.0.0.1:0", "IP_HASH_KEY": "test-key-0123456789abcdef"}
@@ -50,10 +52,13 @@ def keys_file(directory: Path) -> Path:
 
 @contextlib.asynccontextmanager
 async def manager_for(
-    store: TenantStore, env: Mapping[str, str] | None = None
+    store: TenantStore,
+    env: Mapping[str, str] | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
 ) -> AsyncIterator[RunningManager]:
     settings = ManagerSettings.from_environ({**BASE_ENV, **(env or {})})
-    async with running_manager(settings, store) as (runner, sync):
+    async with running_manager(settings, store, clock=clock) as (runner, sync):
         assert await sync.wait_synced(5)
         host, port = runner.addresses[0][:2]
         url = f"http://{host}:{port}"

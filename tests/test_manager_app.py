@@ -9,7 +9,7 @@ import hmac
 import logging
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -192,12 +192,14 @@ async def test_per_ip_live_cap_counts_from_the_store(store: TenantStore) -> None
 
 async def test_expired_instances_do_not_count(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    env = {"PER_IP_RATE": "0", "PER_IP_MAX_LIVE": "1", "TTL_SECONDS": "1"}
+    env = {"PER_IP_RATE": "0", "PER_IP_MAX_LIVE": "1", "TTL_SECONDS": "60"}
+    now = [datetime(2026, 12, 1, 12, 0, tzinfo=UTC)]
     try:
-        async with manager_for(store, env) as m:
+        async with manager_for(store, env, clock=lambda: now[0]) as m:
             assert (await m.client.post("/v1/instances")).status_code == 201
+            now[0] += timedelta(seconds=59)
             assert (await m.client.post("/v1/instances")).status_code == 429
-            await asyncio.sleep(1.1)
+            now[0] += timedelta(seconds=1)  # the first one's expires_at: no longer live
             assert (await m.client.post("/v1/instances")).status_code == 201
     finally:
         await store.close()
