@@ -27,6 +27,7 @@ import yaml
 
 from manager.networks import Prefixes
 from manager.settings import ManagerSettings
+from tenants.quotas import Quotas
 from tests.test_emqx_config import (
     ACL_FILE_60,
     ACL_FILE_61,
@@ -325,6 +326,33 @@ def test_management_api_is_off_by_default_and_wired_when_on(helm: str) -> None:
         "secretName": "ops-keys",
         "items": [{"key": "api_keys", "path": "api_keys"}],
     }
+
+
+def test_quotas_reach_both_processes(helm: str) -> None:
+    """values.quotas become QUOTA_* settings that both processes parse into their Quotas."""
+    objects = render(helm, 'quotas={"QUOTA_MAX_SESSIONS": "20", "QUOTA_RETAINED_MESSAGES": 5}')
+    for component in ("manager", "exhook"):
+        env = env_of(deployment(objects, component), objects)
+        plain = {k: v for k, v in env.items() if isinstance(v, str)}
+        quotas = Quotas.from_environ(plain)
+        assert (quotas.max_sessions, quotas.retained_messages) == (20, 5)
+        assert quotas.messages_rate == Quotas().messages_rate  # the rest keep the defaults
+    defaults = env_of(deployment(scenario(helm, "defaults"), "manager"), scenario(helm, "defaults"))
+    assert not [name for name in defaults if name.startswith("QUOTA_")]
+
+
+def test_a_quota_that_is_no_setting_is_refused(helm: str) -> None:
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    done = subprocess.run(
+        [helm, *args, "--set-json", 'quotas={"MAX_SESSIONS": "20"}'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "quotas: MAX_SESSIONS is not a QUOTA_* setting" in done.stderr
 
 
 def test_generated_api_key_secret_carries_emqx_bootstrap_line(helm: str) -> None:

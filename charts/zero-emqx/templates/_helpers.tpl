@@ -118,3 +118,15 @@ pods may have. */}}
 {{- define "zero-emqx.tenantNamespace" -}}
 {{- default (printf "%s-tenants" .Release.Namespace) .Values.tenants.namespace | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* The QUOTA_* settings of both processes (values.quotas), one "NAME: value" line each. */}}
+{{- define "zero-emqx.quotas" -}}
+{{- $lines := list }}
+{{- range $name, $value := .Values.quotas }}
+{{- if not (regexMatch "^QUOTA_[A-Z0-9_]+$" $name) }}
+{{- fail (printf "quotas: %s is not a QUOTA_* setting" $name) }}
+{{- end }}
+{{- $lines = append $lines (printf "%s: %s" $name ($value | toString | quote)) }}
+{{- end }}
+{{- join "\n" $lines }}
+{{- end -}}
