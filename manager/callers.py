@@ -80,7 +80,7 @@ class Callers:
             hops = x_forwarded_for(request.headers.getall(hdrs.X_FORWARDED_FOR, ()))
         else:
             hops = forwarded(request.headers.getall(hdrs.FORWARDED, ()))
-        return client_of(peer, hops, trusted)
+        return client_of(peer, hops, trusted, self._settings.trusted_proxy_hops)
 
     def keys(self, request: web.Request) -> CallerKeys:
         return caller_keys(self.client(request), self._settings.prefixes)

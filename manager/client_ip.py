@@ -24,13 +24,22 @@ def is_trusted(hop: Hop, nets: Sequence[Network]) -> bool:
     return not isinstance(hop, Opaque) and any(hop in net for net in nets)
 
 
-def client_of(peer: str | None, hops: Sequence[Hop], trusted: Sequence[Network]) -> Hop | None:
-    """The client: None when the peer itself is not an address (no identity at all)."""
+def client_of(
+    peer: str | None, hops: Sequence[Hop], trusted: Sequence[Network], max_proxies: int = 0
+) -> Hop | None:
+    """The client: None when the peer itself is not an address (no identity at all).
+
+    `max_proxies` (TRUSTED_PROXY_HOPS; 0 = no bound) is how many trusted proxies stand in
+    front of us: past that many, the next hop is the client even if its address is in a
+    trusted range (a caller inside the cluster's network, or a load balancer's private
+    address), so what it wrote further left is never believed."""
     client: Hop | None = parse_address(peer or "")
     if client is None or not is_trusted(client, trusted):
         return client
+    proxies = 1
     for hop in reversed(hops):
         client = hop
-        if not is_trusted(client, trusted):
+        if not is_trusted(client, trusted) or proxies == max_proxies:
             break
+        proxies += 1
     return client

@@ -39,6 +39,7 @@ class ManagerSettings:
     per_ip_max_live: int = 5  # unexpired instances per caller group; 0 = unlimited
     max_live_instances: int = 10000  # unexpired instances in all; 0 = unlimited
     trusted_proxies: tuple[Network, ...] = ()
+    trusted_proxy_hops: int = 0  # trusted proxies in a row at most; 0 = no bound
     ip_hash_key: bytes | None = field(default=None, repr=False)
     request_deadline_seconds: float = 10.0
     max_body_bytes: int = 1024
@@ -102,6 +103,7 @@ class ManagerSettings:
             per_ip_max_live=env_int(env, "PER_IP_MAX_LIVE", 5),
             max_live_instances=max_live,
             trusted_proxies=_networks(env.get("TRUSTED_PROXIES", "")),
+            trusted_proxy_hops=env_int(env, "TRUSTED_PROXY_HOPS", 0),
             ip_hash_key=key.encode() if key else None,
             request_deadline_seconds=env_float(env, "REQUEST_DEADLINE_SECONDS", 10.0, minimum=0.01),
             max_body_bytes=env_int(env, "MAX_BODY_BYTES", 1024, minimum=2),

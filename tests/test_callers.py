@@ -111,3 +111,21 @@ async def test_a_proxy_that_appends_its_own_line_is_believed_not_the_forged_line
             assert (await m.client.post("/v1/instances", headers=headers)).status_code == 429
     finally:
         await store.close()
+
+
+async def test_proxy_hops_keep_a_private_caller_from_forging_its_way_out(tmp_path: Path) -> None:
+    """Behind one proxy whose trusted range holds callers too, the hop it wrote is the
+    caller: rotating what lies to its left gives no new caller group."""
+    store = LocalStore(tmp_path)
+    env = {**ONE_EACH, "TRUSTED_PROXIES": "127.0.0.0/8,10.0.0.0/8", "TRUSTED_PROXY_HOPS": "1"}
+    try:
+        async with manager_for(store, env) as m:
+            first = {"X-Forwarded-For": "203.0.113.1, 10.0.0.7"}
+            forged = {"X-Forwarded-For": "203.0.113.2, 10.0.0.7"}
+            assert (await m.client.post("/v1/instances", headers=first)).status_code == 201
+            assert (await m.client.post("/v1/instances", headers=forged)).status_code == 429
+        async with manager_for(store, {**env, "TRUSTED_PROXY_HOPS": "0"}) as m:
+            # Unbounded, 10.0.0.7 is one more proxy and the forged hop a new caller.
+            assert (await m.client.post("/v1/instances", headers=forged)).status_code == 201
+    finally:
+        await store.close()

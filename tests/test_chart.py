@@ -274,8 +274,21 @@ def test_trusted_proxies_fit_the_charts_own_ingress(helm: str) -> None:
         value: str = env_of(deployment(objects, "manager"), objects)["TRUSTED_PROXIES"]
         return value
 
+    def hops(*sets: str) -> str | None:
+        objects = render(helm, *sets)
+        value: str | None = env_of(deployment(objects, "manager"), objects).get(
+            "TRUSTED_PROXY_HOPS"
+        )
+        return value
+
     assert trusted() == ""  # no Ingress: the peer is the caller, headers are ignored
     assert trusted(*SCENARIOS["ingress"]) == PRIVATE_RANGES
+    # Behind the Ingress the controller is the one proxy: a private caller address (an
+    # in-cluster caller, a load balancer's) is the caller, not one more proxy to walk past.
+    assert hops(*SCENARIOS["ingress"]) == "1"
+    assert hops() is None
+    assert hops("ingress.enabled=true", 'manager.trustedProxies="10.1.0.0/16"') is None
+    assert hops("ingress.enabled=true", "manager.trustedProxyHops=2") == "2"
     # A LoadBalancer Service is reachable from outside: a private range is no proxy there.
     assert trusted("ingress.enabled=true", 'manager.service.type="LoadBalancer"') == ""
     explicit = 'manager.trustedProxies="10.1.0.0/16"'
@@ -298,6 +311,7 @@ def test_manager_settings_of_the_chart_parse(helm: str, name: str) -> None:
     assert settings.max_connections == 1000
     assert settings.ready_interval_seconds == 5.0
     assert len(settings.trusted_proxies) == (5 if name == "ingress" else 0)
+    assert settings.trusted_proxy_hops == (1 if name == "ingress" else 0)
 
 
 def test_management_api_is_off_by_default_and_wired_when_on(helm: str) -> None:

@@ -82,3 +82,17 @@ def test_opaque_hops_are_never_trusted() -> None:
     assert is_trusted(ip("10.0.0.1"), PROXIES)
     assert not is_trusted(ip("11.0.0.1"), PROXIES)
     assert not is_trusted(ip("10.0.0.1"), ())
+
+
+def test_the_hop_bound_stops_the_walk_inside_a_trusted_range() -> None:
+    """One proxy (TRUSTED_PROXY_HOPS=1): the hop it wrote is the caller even when its
+    address is private, so what a caller inside the network forged further left is not."""
+    hops = x_forwarded_for(["6.6.6.6, 10.9.9.9, 10.2.2.2"])
+    assert client_of("10.1.1.1", hops, PROXIES, 1) == ip("10.2.2.2")
+    assert client_of("10.1.1.1", hops, PROXIES, 2) == ip("10.9.9.9")
+    assert client_of("10.1.1.1", hops, PROXIES, 3) == ip("6.6.6.6")
+    assert client_of("10.1.1.1", hops, PROXIES, 0) == ip("6.6.6.6")  # no bound
+    # The bound never makes an untrusted hop a proxy, nor an untrusted peer.
+    assert client_of("10.1.1.1", x_forwarded_for(["6.6.6.6, 5.5.5.5"]), PROXIES, 3) == ip("5.5.5.5")
+    assert client_of("9.9.9.9", hops, PROXIES, 1) == ip("9.9.9.9")
+    assert client_of("10.1.1.1", (), PROXIES, 1) == ip("10.1.1.1")
