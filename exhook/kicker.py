@@ -38,7 +38,7 @@ from enum import StrEnum
 from exhook.emqx_api import EmqxApi, EmqxApiError, Outcome, instance_filter
 from exhook.kick_plan import INSTANCE_ONLY, JobKind, backoff_delay, merge_kinds, sessions_to_end
 from tenants.credentials import parse_username
-from tenants.errors import InvalidRecord, StoreError
+from tenants.errors import StoreError
 from tenants.index import TenantIndex
 from tenants.record import Tenant
 from tenants.store import TenantStore
@@ -234,7 +234,7 @@ class Kicker:
         if _live(self._index.get(subject), now):
             return True
         try:
-            return _live(await read_record(self._store, subject), now)
+            return _live(await self._store.get(subject), now)
         except StoreError as exc:
             log.info("%s: store unreachable, trusting the index: %s", subject, exc)
             return False
@@ -283,15 +283,6 @@ class Kicker:
     def _log_failure(subject: str, kind: JobKind, failures: int, reason: str) -> None:
         level = logging.WARNING if failures <= 3 or failures % 10 == 0 else logging.DEBUG
         log.log(level, "%s: %s attempt %d failed, will retry: %s", subject, kind, failures, reason)
-
-
-async def read_record(store: TenantStore, instance_id: str) -> Tenant | None:
-    """The stored record; an unreadable one counts as absent, as the index treats it."""
-    try:
-        return await store.get(instance_id)
-    except InvalidRecord as exc:
-        log.info("%s: record unreadable, treated as gone: %s", instance_id, exc)
-        return None
 
 
 def _instance_of(username: str) -> str | None:

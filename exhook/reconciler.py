@@ -23,7 +23,7 @@ from datetime import datetime
 
 from exhook.emqx_api import EmqxApi, EmqxApiError
 from exhook.kick_plan import JobKind, backoff_delay
-from exhook.kicker import Kicker, read_record
+from exhook.kicker import Kicker
 from tenants.credentials import is_instance_id
 from tenants.errors import StoreError
 from tenants.index import IndexSync, TenantIndex
@@ -138,7 +138,7 @@ class Reconciler:
         removals: list[str] = []
         for ns in plan.suspects:
             # The index may lag another replica's fresh create: ask the store itself.
-            tenant = await read_record(self._store, ns)
+            tenant = await self._store.get(ns)
             if tenant is not None and not tenant.is_expired(self._clock()):
                 log.debug("%s: namespace has a live record after all", ns)
                 continue
@@ -148,7 +148,7 @@ class Reconciler:
         for instance_id in plan.paused:
             if not await self._api.list_clients(*snapshot[instance_id].usernames()):
                 continue
-            tenant = await read_record(self._store, instance_id)  # the index may lag
+            tenant = await self._store.get(instance_id)  # the index may lag
             if tenant is not None and tenant.paused:
                 pause_kicks.append(instance_id)
                 usernames = {*snapshot[instance_id].usernames(), *tenant.usernames()}

@@ -13,11 +13,9 @@ import pytest
 
 from exhook.emqx_api import HttpxEmqxApi
 from exhook.kick_plan import JobKind
-from exhook.kicker import Kicker, read_record
-from tenants.errors import InvalidRecord
+from exhook.kicker import Kicker
 from tenants.index import TenantIndex
 from tenants.local_store import LocalStore
-from tenants.record import Tenant
 from tenants.settings import EmqxApiSettings
 from tests.conftest import make_credential, make_tenant
 from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
@@ -193,16 +191,6 @@ async def test_instance_jobs_are_refused_for_scoped_usernames(
             kicker.request("emqx-0123456789abcdef.0123abcd", kind)
         kicker.request("emqx-0123456789abcdef.0123abcdx", JobKind.REVOKE)
         assert kicker.pending == 0
-
-
-class _UnreadableStore:
-    async def get(self, instance_id: str) -> Tenant | None:
-        raise InvalidRecord(f"Secret {instance_id!r}: expires_at is missing")
-
-
-async def test_an_unreadable_record_counts_as_gone() -> None:
-    store = _UnreadableStore()
-    assert await read_record(store, "emqx-0123456789abcdef") is None  # type: ignore[arg-type]
 
 
 async def test_revoke_of_a_restored_credential_is_dropped(
