@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from exhook.emqx_api import EmqxClient
-from tenants.record import Tenant
+from tenants.record import Tenant, parse_time
 
 
 class JobKind(StrEnum):
@@ -95,7 +95,6 @@ def _connected_before(client: EmqxClient, cutoff: datetime) -> bool:
 def _connected_at(client: EmqxClient) -> datetime | None:
     """EMQX's `connected_at` (RFC 3339 with an offset); None if unreadable or naive."""
     try:
-        moment = datetime.fromisoformat(client.connected_at)
+        return parse_time(client.connected_at)
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else None

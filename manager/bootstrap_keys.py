@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tenants.api_keys import Role
 from tenants.errors import ConfigError
-from tenants.hashing import hash_password, verify_password
+from tenants.hashing import hash_password
 
 BOOTSTRAP_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 BOOTSTRAP_SECRET_MIN = 16
@@ -30,9 +30,6 @@ class BootstrapKey:
     @classmethod
     def of(cls, name: str, secret: str, role: Role) -> BootstrapKey:
         return cls(name, role, hash_password(secret))
-
-    def matches(self, secret: str) -> bool:
-        return verify_password(self.secret_hash, secret)
 
 
 def parse_bootstrap(text: str, source: str) -> tuple[BootstrapKey, ...]:

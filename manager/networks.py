@@ -24,8 +24,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from manager.forwarded import Hop, Opaque
-
-NETWORK_DIGEST_HEX = 16  # tenants/index.py NETWORK_KEY_LEN: the first part of ip_hash
+from tenants.index import NETWORK_KEY_LEN  # the first part of ip_hash
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def caller_keys(client: Hop | None, prefixes: Prefixes) -> CallerKeys:
 
 
 def _digest(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:NETWORK_DIGEST_HEX]
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:NETWORK_KEY_LEN]
 
 
 def hash_caller(key: bytes, keys: CallerKeys) -> str:
@@ -78,4 +77,4 @@ def hash_caller(key: bytes, keys: CallerKeys) -> str:
 
 def network_of(ip_hash: str) -> str:
     """The network part of an ip_hash."""
-    return ip_hash[:NETWORK_DIGEST_HEX]
+    return ip_hash[:NETWORK_KEY_LEN]

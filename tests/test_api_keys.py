@@ -32,7 +32,8 @@ def test_bootstrap_file_format() -> None:
         ("watch", Role.VIEWER),
         ("old", Role.ADMINISTRATOR),  # EMQX's default role
     ]
-    assert keys[0].matches(SECRET) and not keys[0].matches(SECRET + "x")
+    assert verify_password(keys[0].secret_hash, SECRET)
+    assert not verify_password(keys[0].secret_hash, SECRET + "x")
     assert SECRET not in repr(keys)
 
 
