@@ -129,7 +129,8 @@ class ConnectedClients:
         return count if _count(count) else None
 
     async def retained_count(self, instance_id: str) -> int | None:
-        """How many retained messages EMQX holds under `<id>/`."""
+        """How many retained messages EMQX holds under `<id>/`; None when unknown (also
+        past MAX_RETAINED_PAGES pages: a partial count is no count)."""
         total = 0
         for page in range(1, MAX_RETAINED_PAGES + 1):
             params = httpx.QueryParams(
@@ -142,8 +143,9 @@ class ConnectedClients:
                 return None
             total += len(data)
             if not meta.get("hasnext") or not data:
-                break
-        return total
+                return total
+        log.warning("%s: more than %d retained messages listed", instance_id, total)
+        return None
 
     async def namespace_counters(self, instance_id: str) -> Mapping[str, int] | _NotFound | None:
         """EMQX's message counters for the namespace; NOT_FOUND when EMQX keeps none."""

@@ -43,6 +43,15 @@ def busy(fake: FakeEmqxApi) -> None:
     fake.mt.messaging_stats[IID] = {"messages.received": 7, "messages.sent": 5, "bytes.sent": 90}
 
 
+async def test_a_retained_count_cut_off_by_the_page_cap_is_unknown(
+    fake: FakeEmqxApi, clients: ConnectedClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busy(fake)  # 1500 retained: two pages of 1000
+    assert await clients.retained_count(IID) == 1500
+    monkeypatch.setattr("manager.emqx_clients.MAX_RETAINED_PAGES", 1)
+    assert await clients.retained_count(IID) is None  # not 1000: a partial count is no count
+
+
 async def test_usage_with_emqx_up(fake: FakeEmqxApi, clients: ConnectedClients) -> None:
     busy(fake)
     usage = await clients.usage(IID, (IID, SCOPED))
