@@ -8,9 +8,10 @@ EMQX lists no session it must end. A job on an instance lists the clients of the
 id and of every scoped username it was given (EMQX's namespace kick covers them too, but
 only with emqx_mt, and misses resumed sessions before 6.2.4).
 
-A removal runs in this order (research/emqx.md §13.2): delete the namespace (once), kick
-by username until none is listed, then purge the instance's retained messages
-(`<id>/#`: after the clients, since a kick publishes their wills, which may be retained),
+A removal runs in this order (EMQX 6.2.2: `emqx_mt_api`'s DELETE leaves the retainer
+alone, and a kick publishes the client's will): delete the namespace (once), kick by
+username until none is listed, then purge the instance's retained messages (`<id>/#`:
+after the clients, since a kick publishes their wills, which may be retained),
 until EMQX answers that nothing matches.
 
 Before each kick the job checks that its reason still holds: the record is still gone

@@ -1,4 +1,4 @@
-"""Retained messages per instance, enforced by Zero EMQX (EMQX cannot: research §13.1).
+"""Retained messages per instance, enforced by Zero EMQX (EMQX cannot: one global retainer).
 
 EMQX's retainer is one table for every tenant, with one global cap
 (`retainer.backend.max_retained_messages`) and nothing per namespace. Every

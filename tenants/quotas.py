@@ -8,7 +8,8 @@ examples carry, and tests/test_quotas.py checks that they say these numbers and 
 every key exists in EMQX's schema for the version each file targets. The usage answers
 (self-service and management) report `Quotas` as the instance's limits.
 
-What EMQX cannot cap per namespace (research/emqx.md §13.1): the number of retained
+What EMQX cannot cap per namespace (no limiter for unmanaged namespaces: EMQX 6.2.2
+`emqx_mt_limiter`, `emqx_mt_state:get_limiter_config/2`): the number of retained
 messages of one instance (the retainer is one global table); the project counts them
 from EMQX's REST API and removes the newest ones beyond `retained_messages`. Rates are
 per connection, so an instance's total rate is at most `max_sessions` times them.

@@ -1,9 +1,9 @@
 """A test client that plays EMQX 6 against a real ExHook port.
 
 It speaks `emqx.exhook.v3.HookProvider` over a grpc.aio channel, fills the requests the
-way EMQX's `emqx_exhook_handler` does (shared/research/emqx.md §2), and reads the
-answers the way EMQX reads them (§2.1): IGNORE, or a type without `bool_result`, is
-"ignore"; otherwise the boolean is the verdict.
+way EMQX's `emqx_exhook_handler` does (`emqx_exhook_handler.erl`, tag 6.2.2), and reads the
+answers the way EMQX reads them (`merge_responsed_bool/2`, `ret/1`): IGNORE, or a type
+without `bool_result`, is "ignore"; otherwise the boolean is the verdict.
 
 What EMQX does to the client's data before asking (our emqx-config):
 - `mqtt.client_attrs_init` sets `tns = substr(username, 0, 21)` (the instance id, also

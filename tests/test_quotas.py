@@ -88,7 +88,7 @@ SCHEMA: dict[str, SchemaFact] = {
     },
 }
 
-# The oldest EMQX each file is for: emqx-6.0.* was run on 6.0.2 (research §12.1);
+# The oldest EMQX each file is for: emqx-6.0.* was run on a real 6.0.2 broker;
 # emqx.* has the 6.1.2 outbound limiters (and its API key line needs 6.1.2 / 6.2.1).
 MINIMUM_VERSION = {VARIANT_60.name: (6, 0, 2), VARIANT_61.name: (6, 1, 2)}
 MAXIMUM_LINE = {VARIANT_60.name: (6, 0), VARIANT_61.name: (6, 2)}

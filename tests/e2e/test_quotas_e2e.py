@@ -65,7 +65,8 @@ async def test_the_session_cap_refuses_with_quota_exceeded(e2e_store: TenantStor
     clients: list[Mqtt] = []
     codes: list[int] = []
     try:
-        # EMQX counts sessions asynchronously (research §13.1): one at a time, and a few
+        # EMQX counts sessions asynchronously (`emqx_mt_state` registers a session on
+        # `session.created`): one at a time, and a few
         # more than the cap at most before the first refusal.
         for n in range(QUOTAS.max_sessions + 3):
             client = Mqtt(tenant.tenant.instance_id, tenant.password, f"s{n}")
