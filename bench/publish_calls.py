@@ -30,8 +30,8 @@ from typing import Any
 import grpc
 
 from bench.common import Report, common_args, credentials, finish, seed_local, seed_tenants
+from exhook.rpc import SERVICE_NAME, rpc_types
 from exhook.server import ExhookRuntime
-from exhook.service import SERVICE_NAME, rpc_types
 from exhook.settings import ExhookSettings
 from exhook.wire import exhook_pb2 as pb
 from tenants.local_store import LocalStore

@@ -31,8 +31,8 @@ from aiohttp import web
 
 from bench.common import parse_cpus, pin, seed_tenants
 from exhook.lifecycle import Lifecycle
+from exhook.rpc import SERVICE_NAME
 from exhook.server import SERVER_OPTIONS, ExhookRuntime
-from exhook.service import SERVICE_NAME
 from exhook.settings import ExhookSettings
 from exhook.wire import exhook_pb2 as pb
 from tenants.local_store import LocalStore

@@ -24,7 +24,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from exhook.emqx_settings import EmqxSettingsCheck
 from exhook.lookup import StoreLookup
 from exhook.observability import ExhookMetrics, create_http_app
-from exhook.service import SERVICE_NAME, Clock, HookProvider, add_to_server, utc_clock
+from exhook.rpc import SERVICE_NAME, add_to_server
+from exhook.service import Clock, HookProvider, utc_clock
 from exhook.settings import ExhookSettings
 from exhook.verifier import Verifier, VerifyFn
 from tenants.hashing import verify_password

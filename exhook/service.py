@@ -18,9 +18,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
-from google.protobuf.message import DecodeError, Message
-
 from exhook.decision import (
     AUTHENTICATE,
     HOOKS,
@@ -34,6 +31,7 @@ from exhook.decision import (
 )
 from exhook.lookup import StoreLookup
 from exhook.observability import ExhookMetrics
+from exhook.rpc import IGNORE_ANSWER, Context, Undecodable, UnregisteredHooks
 from exhook.settings import ExhookSettings, UnknownUserAction
 from exhook.verifier import Overloaded, Verifier
 from exhook.wire import exhook_pb2 as pb
@@ -43,7 +41,6 @@ from tenants.record import Tenant
 
 log = logging.getLogger(__name__)
 
-Context = grpc.aio.ServicerContext[Any, Any]
 Clock = Callable[[], datetime]
 Gate = Callable[[], bool]
 """Whether EMQX's effective settings are right (exhook.emqx_settings): while not, every
@@ -54,14 +51,11 @@ def always_open() -> bool:
     return True
 
 
-_EMPTY = pb.EmptySuccess()
-_IGNORE = pb.ValuedResponse(type=pb.ValuedResponse.IGNORE)
 # Answers are immutable once built: one shared message per verdict, not one per call.
 _ALLOW = pb.ValuedResponse(type=pb.ValuedResponse.STOP_AND_RETURN, bool_result=True)
 _DENY = pb.ValuedResponse(type=pb.ValuedResponse.STOP_AND_RETURN, bool_result=False)
 _CACHED = Decision(Verdict.ALLOW, Reason.CACHED)
 _UNSEEN = frozenset({Reason.NO_SUCH_TENANT, Reason.NO_SUCH_CREDENTIAL})
-SERVICE_NAME = "emqx.exhook.v3.HookProvider"
 OVERLOAD_LOG_INTERVAL = 10.0  # seconds
 
 
@@ -72,7 +66,7 @@ def utc_clock() -> datetime:
 def valued(decision: Decision) -> pb.ValuedResponse:
     """The wire answer (a shared message: grpc only serializes it, nobody mutates it)."""
     if decision.verdict is Verdict.IGNORE:
-        return _IGNORE
+        return IGNORE_ANSWER
     return _ALLOW if decision.verdict is Verdict.ALLOW else _DENY
 
 
@@ -81,29 +75,9 @@ def loggable_user(user: Username | None, username: str) -> str:
     return user.text if user is not None else f"<not an instance id, {len(username)} chars>"
 
 
-class Undecodable:
-    """A request protobuf refused to decode (a string field that is not valid UTF-8)."""
+class HookProvider(UnregisteredHooks):
+    """The hooks Zero EMQX registers (client.authenticate), over the index."""
 
-    __slots__ = ()
-
-
-UNDECODABLE = Undecodable()
-
-
-def lenient(message: type[Message]) -> Callable[[bytes], Message | Undecodable]:
-    """A request deserializer that returns UNDECODABLE instead of raising, so that the
-    handler can answer it (an explicit deny) rather than gRPC failing the call."""
-
-    def decode(data: bytes) -> Message | Undecodable:
-        try:
-            return message.FromString(data)
-        except DecodeError:
-            return UNDECODABLE
-
-    return decode
-
-
-class HookProvider:
     def __init__(
         self,
         *,
@@ -327,94 +301,3 @@ class HookProvider:
             )
             self._sheds = 0
             self._last_overload_log = now
-
-    # -- never registered: cheap answers in case EMQX calls anyway ---------------
-
-    async def OnProviderUnloaded(
-        self, request: pb.ProviderUnloadedRequest, context: Context
-    ) -> pb.EmptySuccess:
-        log.info("provider unloaded by EMQX on %s", request.meta.node)
-        return _EMPTY
-
-    async def OnClientConnect(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnClientConnack(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnClientConnected(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnClientDisconnected(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnClientSubscribe(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnClientUnsubscribe(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnSessionCreated(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnSessionSubscribed(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnSessionUnsubscribed(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnSessionResumed(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnSessionDiscarded(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnSessionTakenover(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnSessionTerminated(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnClientAuthorize(self, request: Any, context: Context) -> pb.ValuedResponse:
-        # EMQX's own authorizer (emqx_authz, priority 960) runs before any ExHook (100):
-        # were this called, no source matched, and ignoring leaves `no_match = deny`.
-        return _IGNORE
-
-    async def OnMessagePublish(self, request: Any, context: Context) -> pb.ValuedResponse:
-        return _IGNORE  # the message goes on unchanged
-
-    async def OnMessageDelivered(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnMessageDropped(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-    async def OnMessageAcked(self, request: Any, context: Context) -> pb.EmptySuccess:
-        return _EMPTY
-
-
-_LENIENT = frozenset({"OnClientAuthenticate", "OnClientAuthorize"})
-"""The calls whose answer admits or refuses: an undecodable request gets an answer."""
-
-
-def rpc_types() -> dict[str, tuple[type[Message], type[Message]]]:
-    """Every RPC of the service, read from the proto itself: name -> (request, response)."""
-    service = pb.DESCRIPTOR.services_by_name["HookProvider"]
-    return {
-        method.name: (getattr(pb, method.input_type.name), getattr(pb, method.output_type.name))
-        for method in service.methods
-    }
-
-
-def add_to_server(provider: HookProvider, server: grpc.aio.Server) -> None:
-    """Register every RPC of `emqx.exhook.v3.HookProvider` (what the generated
-    `add_HookProviderServicer_to_server` does, without its untyped code)."""
-    handlers = {
-        name: grpc.unary_unary_rpc_method_handler(
-            getattr(provider, name),
-            request_deserializer=(lenient(request) if name in _LENIENT else request.FromString),
-            response_serializer=response.SerializeToString,
-        )
-        for name, (request, response) in rpc_types().items()
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

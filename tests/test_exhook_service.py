@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from exhook.decision import AUTHENTICATE
-from exhook.service import rpc_types
+from exhook.rpc import rpc_types
 from exhook.wire import exhook_pb2 as pb
 from tenants.credentials import new_instance_id, new_password
 from tenants.hashing import hash_password, verify_password
