@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 
 from tests.emqx_harness import FakeEmqx, eventually
-from tests.fakes.emqx_api import eventually as emqx_eventually
 from tests.fakes.emqx_api import running_emqx_api
+from tests.waiting import until as emqx_eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,8 @@ from exhook.emqx_api import (
 )
 from tenants.errors import ConfigError
 from tenants.settings import EmqxApiSettings
-from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
+from tests.fakes.emqx_api import FakeEmqxApi, running_emqx_api
+from tests.waiting import until
 
 KEY, SECRET = "zero-exhook", "Sup3r-Secret-Value-42"
 NS = "emqx-0123456789abcdef"
@@ -107,7 +108,7 @@ async def test_delete_namespace_starts_the_kick(fake: FakeEmqxApi, api: HttpxEmq
     fake.connect(NS, f"{NS}-b")
     assert await api.delete_namespace(NS) is Outcome.DONE
     assert NS not in fake.namespaces
-    await eventually(lambda: fake.clients_of(NS) == [])
+    await until(lambda: fake.clients_of(NS) == [])
     [call] = fake.calls_to("DELETE", f"/mt/ns/{NS}")
     assert call.auth_ok
 

@@ -247,7 +247,7 @@ async def test_the_check_runs_periodically_and_logs_the_setting(
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    from tests.fakes.emqx_api import eventually as polled
+    from tests.waiting import until as polled
 
     await polled(condition, timeout=5)
 

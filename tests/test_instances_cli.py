@@ -17,7 +17,7 @@ from tenants.local_store import LocalStore
 from tenants.record import Tenant
 from tenants.store import TenantStore
 from tests.conftest import make_tenant
-from tests.fakes.emqx_api import eventually
+from tests.waiting import until
 from zero_emqx.instances import (
     add_instances_parser,
     format_table,
@@ -100,7 +100,7 @@ async def test_delete_is_seen_by_a_watching_index(seeded: list[Tenant], tmp_path
             assert await sync.wait_synced(5)
             assert index.get(target.instance_id) is not None
             assert await cli("instances", "delete", target.instance_id) == 0
-            await eventually(lambda: index.get(target.instance_id) is None)
+            await until(lambda: index.get(target.instance_id) is None)
     finally:
         await store.close()
     assert (target, None) in changes

@@ -18,7 +18,8 @@ from tenants.index import TenantIndex
 from tenants.local_store import LocalStore
 from tenants.settings import EmqxApiSettings
 from tests.conftest import make_credential, make_tenant
-from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
+from tests.fakes.emqx_api import FakeEmqxApi, running_emqx_api
+from tests.waiting import until
 
 KEY, SECRET = "zero-exhook", "kicker-test-secret"
 
@@ -79,7 +80,7 @@ async def test_jobs_are_deduplicated_and_never_dropped(fake: FakeEmqxApi, tmp_pa
             kicker.request(instance_id, JobKind.REMOVE)  # upgraded, not doubled
             kicker.request(instance_id, JobKind.REAUTH)  # covered by REMOVE
         assert kicker.pending == len(ids)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert kicker.namespaces_removed == len(ids)
     assert kicker.kick_retries >= 1
     assert fake.max_in_flight == 2  # bounded by the concurrency
@@ -101,7 +102,7 @@ async def test_removal_of_a_live_tenant_is_dropped(fake: FakeEmqxApi, tmp_path: 
     async with running_kicker(fake, tmp_path) as (kicker, store):
         await store.create(live)
         kicker.request(live.instance_id, JobKind.REMOVE)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
         assert kicker.jobs_dropped == 1
     assert fake.calls == []
     assert fake.namespaces == [live.instance_id]
@@ -113,7 +114,7 @@ async def test_removal_of_an_expired_record_goes_ahead(fake: FakeEmqxApi, tmp_pa
     async with running_kicker(fake, tmp_path) as (kicker, store):
         await store.create(expired)
         kicker.request(expired.instance_id, JobKind.REMOVE)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert kicker.namespaces_removed == 1
     assert fake.namespaces == []
 
@@ -125,7 +126,7 @@ async def test_reauth_spares_sessions_made_after_the_kick(
     old = fake.connect(t, f"{t}-a")
     async with running_kicker(fake, tmp_path) as (kicker, _):
         kicker.request(t, JobKind.REAUTH)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
         new = fake.connect(t, f"{t}-a")  # reconnected with the new password
     assert fake.client(f"{t}-a") == new != old
     assert fake.calls_to("POST", "/clients/kickout/bulk")[0].body == [f"{t}-a"]
@@ -140,9 +141,9 @@ async def test_a_stronger_request_during_an_attempt_runs_after_it(
     fake.delay_next(1, 0.2)  # the pause's first listing is slow
     async with running_kicker(fake, tmp_path) as (kicker, _):
         kicker.request(t, JobKind.PAUSE)
-        await eventually(lambda: len(fake.calls) == 1)
+        await until(lambda: len(fake.calls) == 1)
         kicker.request(t, JobKind.REMOVE)  # the record is deleted meanwhile
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert fake.calls_to("DELETE", f"/mt/ns/{t}")
     assert t not in fake.namespaces
 
@@ -157,7 +158,7 @@ async def test_revoke_ends_one_scoped_username_only(fake: FakeEmqxApi, tmp_path:
     assert fake.namespaces == [t]  # one namespace: the first 21 characters
     async with running_kicker(fake, tmp_path) as (kicker, _):
         kicker.request(doomed, JobKind.REVOKE)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert fake.clients_of(doomed) == []
     assert fake.clients_of(owner) == [f"{t}-owner"]
     assert fake.clients_of(other) == [f"{t}-other"]
@@ -177,7 +178,7 @@ async def test_pause_and_remove_cover_scoped_usernames_without_emqx_mt(
     async with running_kicker(fake, tmp_path) as (kicker, _):
         kicker.request(iid, kind, [iid, scoped, "emqx-ffffffffffffffff.0123abcd", "x"])
         assert kicker.pending_usernames(iid) == {iid, scoped}  # others' names are dropped
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert fake.clients_of(iid) == fake.clients_of(scoped) == []
     listed = fake.calls_to("GET", "/clients")[0].query
     assert [v for k, v in listed if k == "username"] == [iid, scoped]
@@ -204,6 +205,6 @@ async def test_revoke_of_a_restored_credential_is_dropped(
     index.put(tenant)  # the operator put the data key back before the job ran
     async with running_kicker(fake, tmp_path, index) as (kicker, _):
         kicker.request(username, JobKind.REVOKE)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
         assert kicker.jobs_dropped == 1
     assert fake.clients_of(username) == [f"{tenant.instance_id}-d"]

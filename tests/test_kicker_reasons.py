@@ -15,8 +15,9 @@ from exhook.kick_plan import JobKind
 from tenants.index import TenantIndex
 from tenants.record import Tenant
 from tests.conftest import make_credential, make_tenant
-from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
+from tests.fakes.emqx_api import FakeEmqxApi, running_emqx_api
 from tests.test_kicker import KEY, SECRET, running_kicker
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -40,10 +41,10 @@ async def test_pause_resume_connect_while_the_kicker_lags_keeps_the_new_client(
     fake.delay_next(1, 0.3)  # the kicker's first listing is slow to come back
     async with running_kicker(fake, tmp_path, index) as (kicker, _):
         kicker.request(t, JobKind.PAUSE, [t])
-        await eventually(lambda: len(fake.calls) == 1)  # the listing is under way
+        await until(lambda: len(fake.calls) == 1)  # the listing is under way
         index.put(tenant)  # resumed
         fake.connect(t, f"{t}-new")  # and admitted again
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
         assert kicker.jobs_dropped == 1
     assert fake.clients_of(t) == [f"{t}-new"]
     assert kicked(fake) == []
@@ -79,7 +80,7 @@ async def test_a_resume_during_the_listing_stops_the_kick(
     api_type = api_changing_records(lambda: index.put(tenant))
     async with running_kicker(fake, tmp_path, index, api_type=api_type) as (kicker, _):
         kicker.request(t, JobKind.PAUSE)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
         assert kicker.jobs_dropped == 1
     assert fake.clients_of(t) == [f"{t}-c"]
     assert kicked(fake) == []
@@ -97,7 +98,7 @@ async def test_a_credential_restored_during_the_listing_is_not_kicked(
     api_type = api_changing_records(lambda: index.put(tenant))  # put back meanwhile
     async with running_kicker(fake, tmp_path, index, api_type=api_type) as (kicker, _):
         kicker.request(username, JobKind.REVOKE)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
         assert kicker.jobs_dropped == 1
     assert fake.clients_of(username) == [f"{tenant.instance_id}-d"]
     assert kicked(fake) == []
@@ -114,7 +115,7 @@ async def test_a_record_recreated_during_the_listing_is_neither_kicked_nor_purge
     api_type = api_changing_records(lambda: index.put(tenant))
     async with running_kicker(fake, tmp_path, index, api_type=api_type) as (kicker, _):
         kicker.request(t, JobKind.REMOVE)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
         assert kicker.jobs_dropped == 1
     assert fake.clients_of(t) == [f"{t}-c"]
     assert fake.retainer.topics() == [f"{t}/a"]
@@ -128,9 +129,9 @@ async def test_a_password_change_spares_sessions_made_after_it_while_the_kicker_
     fake.delay_next(1, 0.3)
     async with running_kicker(fake, tmp_path) as (kicker, _):
         kicker.request(t, JobKind.REAUTH)
-        await eventually(lambda: len(fake.calls) == 1)
+        await until(lambda: len(fake.calls) == 1)
         fake.connect(t, f"{t}-new")  # with the new password, before the kicker looked
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert fake.clients_of(t) == [f"{t}-new"]
     assert kicked(fake) == [f"{t}-old"]
 
@@ -147,15 +148,15 @@ async def test_a_password_change_ends_sessions_registered_within_the_grace_windo
         _,
     ):
         kicker.request(t, JobKind.REAUTH)
-        await eventually(lambda: fake.clients_of(t) == [])
+        await until(lambda: fake.clients_of(t) == [])
         # Authenticated with the old password just before the change; EMQX registered
         # the session only after the kicker's first listing.
         fake.connect(t, f"{t}-late", connected_at=changed_at + timedelta(seconds=1))
         fake.connect(t, f"{t}-fresh", connected_at=changed_at + timedelta(seconds=6))
-        await eventually(lambda: fake.clients_of(t) == [f"{t}-fresh"])
+        await until(lambda: fake.clients_of(t) == [f"{t}-fresh"])
         assert kicker.pending == 1  # the window is still open: it keeps looking
         now[0] = changed_at + timedelta(seconds=5, microseconds=1)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert fake.clients_of(t) == [f"{t}-fresh"]  # connected after the window: new password
     assert sorted(kicked(fake)) == [f"{t}-late", f"{t}-old"]
     assert kicker.kicks_ok == 1

@@ -11,8 +11,9 @@ import pytest
 
 from exhook.kick_plan import JobKind
 from tests.conftest import make_tenant
-from tests.fakes.emqx_api import Call, FakeEmqxApi, eventually, running_emqx_api
+from tests.fakes.emqx_api import Call, FakeEmqxApi, running_emqx_api
 from tests.test_kicker import KEY, SECRET, running_kicker
+from tests.waiting import until
 
 OTHER = "emqx-ffffffffffffff00"
 
@@ -53,7 +54,7 @@ async def test_removal_purges_retained_messages_after_the_sessions(
     fake.connect(scoped, f"{t}-device", will_topic="status/device")
     async with running_kicker(fake, tmp_path) as (kicker, _):
         kicker.request(t, JobKind.REMOVE, [t, scoped])
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert fake.clients_of(t) == fake.clients_of(scoped) == []
     assert fake.retainer.topics(f"{t}/#") == []  # the wills too
     assert fake.retainer.topics() == [f"{OTHER}/state/0", "global/state"]
@@ -74,7 +75,7 @@ async def test_the_purge_is_repeated_until_emqx_says_nothing_matches(
     fake.retainer.retain(f"{t}/a")
     async with running_kicker(fake, tmp_path) as (kicker, _):
         kicker.request(t, JobKind.REMOVE)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     purges = fake.calls_to("DELETE", f"/mqtt/retainer/message/{t}/#")
     assert len(purges) == 2  # 204 deleted, then 404: confirmed
     assert kicker.retained_purge_deletes == 1
@@ -87,7 +88,7 @@ async def test_a_failed_purge_is_retried(fake: FakeEmqxApi, tmp_path: Path) -> N
     async with running_kicker(fake, tmp_path) as (kicker, _):
         fake.fail_next(2, 503, path="/mqtt/retainer/")
         kicker.request(t, JobKind.REMOVE)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert fake.retainer.topics() == []
     assert len(fake.calls_to("DELETE", f"/mqtt/retainer/message/{t}/#")) == 4  # 503 503 204 404
     assert kicker.kick_retries == 2
@@ -102,10 +103,10 @@ async def test_a_removal_stays_pending_while_emqx_is_down(
     async with running_kicker(fake, tmp_path) as (kicker, _):
         await fake.set_down(True)
         kicker.request(t, JobKind.REMOVE)
-        await eventually(lambda: kicker.kick_retries >= 2)
+        await until(lambda: kicker.kick_retries >= 2)
         assert kicker.pending == 1
         await fake.set_down(False)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert fake.retainer.topics() == []
 
 
@@ -118,7 +119,7 @@ async def test_only_a_removal_purges(fake: FakeEmqxApi, tmp_path: Path, kind: Jo
     fake.connect(subject, f"{t}-c")
     async with running_kicker(fake, tmp_path) as (kicker, _):
         kicker.request(subject, kind)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
     assert fake.clients_of(subject) == []
     assert fake.retainer.topics() == [f"{t}/a"]
     assert "purge" not in steps(fake, t)
@@ -134,7 +135,7 @@ async def test_a_live_record_again_is_neither_kicked_nor_purged(
     async with running_kicker(fake, tmp_path) as (kicker, store):
         await store.create(live)
         kicker.request(t, JobKind.REMOVE)
-        await eventually(lambda: kicker.pending == 0)
+        await until(lambda: kicker.pending == 0)
         assert kicker.jobs_dropped == 1
     assert fake.retainer.topics() == [f"{t}/a"]
     assert fake.clients_of(t) == [f"{t}-c"]

@@ -43,6 +43,7 @@ from tenants.store import Change, ChangeType
 from tests import hostile_values
 from tests.conftest import make_tenant
 from tests.fakes.kubernetes_api import FakeKubernetesApi, running_kubernetes_api, store_for
+from tests.waiting import until
 
 TOKEN = "test-bearer-token"
 
@@ -87,16 +88,9 @@ class Watching:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def watching(store: KubernetesStore, api: FakeKubernetesApi, revision: str) -> Watching:
     watch = Watching(store, revision)
-    await eventually(lambda: api.watching >= 1)
+    await until(lambda: api.watching >= 1)
     return watch
 
 
@@ -265,7 +259,7 @@ async def test_watch_resumes_from_the_last_bookmark(
         api.send_bookmarks()
         api.compact()  # only a watch from the bookmark's revision is still possible
         api.end_watches()
-        await eventually(lambda: len([r for r in api.requests if r.verb == "watch"]) == 2)
+        await until(lambda: len([r for r in api.requests if r.verb == "watch"]) == 2)
         rewatch = [r for r in api.requests if r.verb == "watch"][-1]
         assert rewatch.query["resourceVersion"] == api.resource_version
         tenant = await kube.create(make_tenant().tenant)
@@ -301,7 +295,7 @@ async def test_cancelling_the_watch_closes_the_stream_promptly(
     for thread in ours:  # other tests' stores may still be winding down theirs
         await asyncio.to_thread(thread.join, 1.0)
         assert not thread.is_alive()
-    await eventually(lambda: api.watching == 0)
+    await until(lambda: api.watching == 0)
 
 
 async def test_closing_the_store_ends_its_watches(
@@ -584,10 +578,10 @@ async def _edits_then_deletions(edits: list[tuple[tuple[str, ...], str]]) -> Non
                 for path, value in edits[1:]:  # the watch sees these
                     victim = await store.create(make_tenant().tenant)
                     doomed = await store.create(make_tenant().tenant)
-                    await eventually(lambda: index.get(doomed.instance_id) is not None)  # noqa: B023
+                    await until(lambda: index.get(doomed.instance_id) is not None)  # noqa: B023
                     _edit(api, victim.instance_id, path, value)
                     assert api.delete(doomed.instance_id)
-                    await eventually(lambda: index.get(doomed.instance_id) is None)  # noqa: B023
+                    await until(lambda: index.get(doomed.instance_id) is None)  # noqa: B023
                     edited.append(victim)
                 for tenant in edited:
                     seen = index.get(tenant.instance_id)

@@ -22,8 +22,9 @@ from tenants.record import Tenant
 from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
 from tests.conftest import make_credential, make_tenant
-from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
+from tests.fakes.emqx_api import FakeEmqxApi, running_emqx_api
 from tests.hostile_values import make_unreadable
+from tests.waiting import until
 
 KEY, SECRET = "zero-exhook", "lifecycle-Secret-7d1c"
 FAST = LifecycleSettings(
@@ -85,10 +86,10 @@ async def test_expiry_deletes_the_record_and_the_namespace(
     for owner in (tenant, other):
         fake.retainer.retain(f"{owner.instance_id}/state")
     async with running_lifecycle(store, fake) as lifecycle:
-        await eventually(lambda: removed(fake, tenant.instance_id), timeout=8)
-        await eventually(lambda: lifecycle.reaped == 1)
+        await until(lambda: removed(fake, tenant.instance_id), timeout=8)
+        await until(lambda: lifecycle.reaped == 1)
         assert await store.get(tenant.instance_id) is None
-        await eventually(lambda: lifecycle.pending_jobs == 0)
+        await until(lambda: lifecycle.pending_jobs == 0)
         assert lifecycle.namespaces_removed >= 1
         assert lifecycle.retained_purges >= 1
     [delete, *_] = fake.calls_to("DELETE", f"/mt/ns/{tenant.instance_id}")
@@ -107,8 +108,8 @@ async def test_operator_deletion_removes_namespace_and_clients(
     fake.retainer.retain(f"{tenant.instance_id}/state")
     async with running_lifecycle(store, fake) as lifecycle:
         assert await store.delete(tenant.instance_id)
-        await eventually(lambda: removed(fake, tenant.instance_id))
-        await eventually(lambda: lifecycle.pending_jobs == 0)
+        await until(lambda: removed(fake, tenant.instance_id))
+        await until(lambda: lifecycle.pending_jobs == 0)
         assert lifecycle.kicks_ok == lifecycle.namespaces_removed == 1
         assert lifecycle.retained_purges == 1
         assert lifecycle.reaped == 0
@@ -122,10 +123,10 @@ async def test_a_record_made_unreadable_is_a_deletion(
     other = await tenant_with_clients(store, fake)
     async with running_lifecycle(store, fake) as lifecycle:
         await make_unreadable(store, tenant.instance_id)
-        await eventually(lambda: removed(fake, tenant.instance_id), timeout=5)
-        await eventually(lambda: lifecycle.pending_jobs == 0)
+        await until(lambda: removed(fake, tenant.instance_id), timeout=5)
+        await until(lambda: lifecycle.pending_jobs == 0)
         assert await store.delete(other.instance_id)  # the index still follows the store
-        await eventually(lambda: removed(fake, other.instance_id), timeout=5)
+        await until(lambda: removed(fake, other.instance_id), timeout=5)
     warnings = [r for r in caplog.records if "unreadable" in r.getMessage()]
     assert len(warnings) == 1 and tenant.instance_id in warnings[0].getMessage()
 
@@ -137,8 +138,8 @@ async def test_without_emqx_mt_clients_are_kicked_one_by_one(
     tenant = await tenant_with_clients(store, fake, n=3)
     async with running_lifecycle(store, fake) as lifecycle:
         assert await store.delete(tenant.instance_id)
-        await eventually(lambda: fake.clients_of(tenant.instance_id) == [])
-        await eventually(lambda: lifecycle.pending_jobs == 0)
+        await until(lambda: fake.clients_of(tenant.instance_id) == [])
+        await until(lambda: lifecycle.pending_jobs == 0)
     assert fake.calls_to("POST", "/clients/kickout/bulk")
 
 
@@ -149,8 +150,8 @@ async def test_pause_kicks_and_keeps_the_namespace_unpause_does_nothing(
     ns = tenant.instance_id
     async with running_lifecycle(store, fake) as lifecycle:
         paused = await store.update(_with(tenant, paused=True))
-        await eventually(lambda: fake.clients_of(ns) == [])
-        await eventually(lambda: lifecycle.kicks_ok == 1)
+        await until(lambda: fake.clients_of(ns) == [])
+        await until(lambda: lifecycle.kicks_ok == 1)
         # Listed and kicked by username: EMQX's namespace kicker would also end a client
         # admitted again after a resume, whenever it reaches it.
         assert not fake.calls_to("POST", f"/mt/ns/{ns}/kick_all_clients")
@@ -160,7 +161,7 @@ async def test_pause_kicks_and_keeps_the_namespace_unpause_does_nothing(
         fake.connect(ns, f"{ns}-again")  # the hook allows it again
         kicks = len(fake.calls_to("POST", "/clients/kickout/bulk"))
         runs = lifecycle.reconcile_runs
-        await eventually(lambda: lifecycle.reconcile_runs > runs)  # it asks nothing either
+        await until(lambda: lifecycle.reconcile_runs > runs)  # it asks nothing either
         assert lifecycle.pending_jobs == 0
     assert fake.clients_of(ns) == [f"{ns}-again"]
     assert len(fake.calls_to("POST", "/clients/kickout/bulk")) == kicks
@@ -173,11 +174,11 @@ async def test_password_hash_edit_kicks_sessions(store: TenantStore, fake: FakeE
     ns = tenant.instance_id
     async with running_lifecycle(store, fake) as lifecycle:
         await store.update(_with(tenant, password_hash=hash_password("a-new-password")))
-        await eventually(lambda: fake.clients_of(ns) == [])
-        await eventually(lambda: lifecycle.kicks_ok == 1)
+        await until(lambda: fake.clients_of(ns) == [])
+        await until(lambda: lifecycle.kicks_ok == 1)
         fake.connect(ns, f"{ns}-c0")  # back with the new password: left alone
         runs = lifecycle.reconcile_runs
-        await eventually(lambda: lifecycle.reconcile_runs > runs and lifecycle.pending_jobs == 0)
+        await until(lambda: lifecycle.reconcile_runs > runs and lifecycle.pending_jobs == 0)
     assert fake.clients_of(ns) == [f"{ns}-c0"]
     assert ns in fake.namespaces
 
@@ -190,12 +191,12 @@ async def test_server_errors_and_timeouts_are_retried(
 ) -> None:
     tenant = await tenant_with_clients(store, fake)
     async with running_lifecycle(store, fake, timeout=0.1) as lifecycle:
-        await eventually(lambda: lifecycle.reconcile_runs >= 1)
+        await until(lambda: lifecycle.reconcile_runs >= 1)
         fake.fail_next(3, 500)
         fake.delay_next(2, 0.3)
         assert await store.delete(tenant.instance_id)
-        await eventually(lambda: removed(fake, tenant.instance_id))
-        await eventually(lambda: lifecycle.pending_jobs == 0)
+        await until(lambda: removed(fake, tenant.instance_id))
+        await until(lambda: lifecycle.pending_jobs == 0)
         assert lifecycle.kick_retries >= 2
 
 
@@ -204,12 +205,12 @@ async def test_emqx_down_for_a_while_then_back(store: TenantStore, fake: FakeEmq
     async with running_lifecycle(store, fake) as lifecycle:
         await fake.set_down(True)
         assert await store.delete(tenant.instance_id)
-        await eventually(lambda: lifecycle.kick_retries >= 2)
+        await until(lambda: lifecycle.kick_retries >= 2)
         assert lifecycle.pending_jobs == 1  # kept, not dropped
         assert fake.clients_of(tenant.instance_id)
         await fake.set_down(False)
-        await eventually(lambda: removed(fake, tenant.instance_id))
-        await eventually(lambda: lifecycle.pending_jobs == 0)
+        await until(lambda: removed(fake, tenant.instance_id))
+        await until(lambda: lifecycle.pending_jobs == 0)
 
 
 async def test_pause_while_a_previous_kick_runs(store: TenantStore, fake: FakeEmqxApi) -> None:
@@ -218,8 +219,8 @@ async def test_pause_while_a_previous_kick_runs(store: TenantStore, fake: FakeEm
     fake.conflict_for(5)  # EMQX's kicker "runs" and kicks nothing: 409
     async with running_lifecycle(store, fake) as lifecycle:
         await store.update(_with(tenant, paused=True))
-        await eventually(lambda: fake.clients_of(ns) == [])  # bulk kick of the leftovers
-        await eventually(lambda: lifecycle.kicks_ok == 1)
+        await until(lambda: fake.clients_of(ns) == [])  # bulk kick of the leftovers
+        await until(lambda: lifecycle.kicks_ok == 1)
     assert ns in fake.namespaces
 
 
@@ -231,7 +232,7 @@ async def test_wrong_api_secret_never_logged(
     tenant = await tenant_with_clients(store, fake)
     async with running_lifecycle(store, fake, secret=wrong) as lifecycle:
         assert await store.delete(tenant.instance_id)
-        await eventually(lambda: lifecycle.kick_retries >= 2)
+        await until(lambda: lifecycle.kick_retries >= 2)
         assert lifecycle.pending_jobs == 1
     assert "EMQX_API_KEY and EMQX_API_SECRET" in caplog.text
     assert tenant.instance_id in caplog.text
@@ -256,9 +257,9 @@ async def test_deletion_while_down_is_reconciled_at_start(
         reap_interval=0.05, reconcile_interval=60, kick_retry_initial=0.05, kick_retry_max=0.2
     )
     async with running_lifecycle(store, fake, slow) as lifecycle:
-        await eventually(lambda: removed(fake, tenant.instance_id))
-        await eventually(lambda: fake.clients_of(paused.instance_id) == [])
-        await eventually(lambda: lifecycle.pending_jobs == 0)
+        await until(lambda: removed(fake, tenant.instance_id))
+        await until(lambda: fake.clients_of(paused.instance_id) == [])
+        await until(lambda: lifecycle.pending_jobs == 0)
         assert lifecycle.reconcile_runs == 1
     assert paused.instance_id in fake.namespaces
     assert len(fake.clients_of(live.instance_id)) == 2
@@ -277,7 +278,7 @@ async def test_reconcile_after_emqx_was_down_at_start(
         await asyncio.sleep(0.3)
         assert lifecycle.reconcile_runs == 0
         await fake.set_down(False)
-        await eventually(lambda: removed(fake, tenant.instance_id))
+        await until(lambda: removed(fake, tenant.instance_id))
 
 
 async def test_several_replicas(
@@ -292,8 +293,8 @@ async def test_several_replicas(
             assert await store.delete(t.instance_id)
         late = await tenant_with_clients(store, fake)  # created while both run
         for t in [*expiring, *deleted]:
-            await eventually(lambda t=t: removed(fake, t.instance_id), timeout=8)  # type: ignore[misc]
-        await eventually(lambda: a.pending_jobs == b.pending_jobs == 0)
+            await until(lambda t=t: removed(fake, t.instance_id), timeout=8)  # type: ignore[misc]
+        await until(lambda: a.pending_jobs == b.pending_jobs == 0)
         assert a.reaped + b.reaped == len(expiring)  # each record deleted once
         assert a.reconcile_runs >= 1 and b.reconcile_runs >= 1
     for t in [*live, late]:
@@ -308,7 +309,7 @@ async def test_without_an_api_only_the_reaper_runs(
 ) -> None:
     tenant = await store.create(make_tenant(ttl=timedelta(seconds=-1)).tenant)
     async with running_lifecycle(store, None) as lifecycle:
-        await eventually(lambda: lifecycle.reaped == 1)
+        await until(lambda: lifecycle.reaped == 1)
         assert lifecycle.pending_jobs == 0
     assert await store.get(tenant.instance_id) is None
     assert "EMQX_API_URL is not set" in caplog.text
@@ -346,12 +347,12 @@ async def test_scoped_credentials_are_kicked_with_and_without_their_instance(
         fake.connect(username, f"{tenant.instance_id}-{username[-3:]}")
     async with running_lifecycle(store, fake) as lifecycle:
         await modify(store, tenant.instance_id, remove_credential(reader.credential.cred_id))
-        await eventually(lambda: fake.clients_of(reader_name) == [])
-        await eventually(lambda: lifecycle.pending_jobs == 0)
+        await until(lambda: fake.clients_of(reader_name) == [])
+        await until(lambda: lifecycle.pending_jobs == 0)
         assert len(fake.clients_of(owner)) == len(fake.clients_of(device_name)) == 1
         # Expiry: the reaper's removal lists every username the record had.
-        await eventually(lambda: fake.clients_of(owner) == fake.clients_of(device_name) == [])
-        await eventually(lambda: lifecycle.pending_jobs == 0)
+        await until(lambda: fake.clients_of(owner) == fake.clients_of(device_name) == [])
+        await until(lambda: lifecycle.pending_jobs == 0)
     assert await store.get(tenant.instance_id) is None
 
 
@@ -363,5 +364,5 @@ async def test_the_retained_quota_is_enforced_for_live_instances(
         fake.retainer.retain(f"{tenant.instance_id}/state/{n}")
     settings = replace(FAST, retained_check_interval=0.05, quotas=Quotas(retained_messages=2))
     async with running_lifecycle(store, fake, settings) as lifecycle:
-        await eventually(lambda: lifecycle.retained_over_quota == 2)
+        await until(lambda: lifecycle.retained_over_quota == 2)
     assert fake.retainer.topics() == [f"{tenant.instance_id}/state/{n}" for n in (0, 1)]

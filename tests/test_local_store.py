@@ -7,7 +7,6 @@ import asyncio
 import json
 import sqlite3
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from tenants.local_store import DB_NAME, LocalStore
 from tenants.store import Change, ChangeType
 from tests import hostile_values
 from tests.conftest import make_tenant
+from tests.waiting import until
 
 ROW_FIELDS = [
     "password_hash",
@@ -34,13 +34,6 @@ ROW_FIELDS = [
     "paused",
     "credentials",
 ]
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def _rows() -> st.SearchStrategy[Callable[[str], object]]:
@@ -80,12 +73,12 @@ async def _edits_then_deletions(directory: Path, edits: list[Callable[[str], obj
             for edit in edits[1:]:
                 victim = await store.create(make_tenant().tenant)
                 doomed = await store.create(make_tenant().tenant)
-                await eventually(lambda: index.get(doomed.instance_id) is not None)  # noqa: B023
+                await until(lambda: index.get(doomed.instance_id) is not None)  # noqa: B023
                 hostile_values.hand_edit_row(
                     store.path, victim.instance_id, edit(_current(store.path, victim.instance_id))
                 )
                 assert await store.delete(doomed.instance_id)
-                await eventually(lambda: index.get(doomed.instance_id) is None)  # noqa: B023
+                await until(lambda: index.get(doomed.instance_id) is None)  # noqa: B023
                 edited.append(victim)
             for tenant in edited:
                 seen = index.get(tenant.instance_id)

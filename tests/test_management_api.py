@@ -19,9 +19,9 @@ from tenants.record import format_time, utc_now
 from tenants.store import Listing, TenantStore
 from tests.conftest import Minted, make_tenant
 from tests.emqx_harness import ALLOW, DENY, FakeEmqx, eventually, running_exhook
-from tests.fakes.emqx_api import eventually as until
 from tests.fakes.emqx_api import running_emqx_api
 from tests.manager_client import ADMIN, BASE_ENV, VIEWER, basic, keys_file, manager_for
+from tests.waiting import until
 
 AS_ADMIN = basic(*ADMIN)
 AS_VIEWER = basic(*VIEWER)

@@ -19,8 +19,8 @@ from tenants.hashing import verify_password
 from tenants.local_store import LocalStore
 from tenants.record import parse_time, utc_now
 from tenants.store import TenantStore
-from tests.fakes.emqx_api import eventually
 from tests.manager_client import BASE_ENV, manager_for, readyz_until
+from tests.waiting import until
 
 ID_RE = re.compile(r"^emqx-[0-9a-f]{16}$")
 PASSWORD_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -333,7 +333,7 @@ async def test_limits_hold_across_two_replicas(tmp_path: Path) -> None:
         async with manager_for(first, env) as a, manager_for(second, env) as b:
             for _ in range(2):
                 assert (await a.client.post("/v1/instances")).status_code == 201
-            await eventually(lambda: b.sync.index.count_live(utc_now()) == 2, timeout=10)
+            await until(lambda: b.sync.index.count_live(utc_now()) == 2, timeout=10)
             refused = await b.client.post("/v1/instances")
             assert refused.status_code == 429
             assert "address" in refused.text
@@ -341,7 +341,7 @@ async def test_limits_hold_across_two_replicas(tmp_path: Path) -> None:
         capped = {"PER_IP_RATE": "0", "PER_IP_MAX_LIVE": "3", "TTL_SECONDS": "600"}
         async with manager_for(first, capped) as a, manager_for(second, capped) as b:
             assert (await a.client.post("/v1/instances")).status_code == 201
-            await eventually(lambda: b.sync.index.count_live(utc_now()) == 3, timeout=10)
+            await until(lambda: b.sync.index.count_live(utc_now()) == 3, timeout=10)
             assert (await b.client.post("/v1/instances")).status_code == 429
     finally:
         await first.close()

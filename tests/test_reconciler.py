@@ -17,7 +17,8 @@ from tenants.index import IndexSync, TenantIndex
 from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
 from tests.conftest import make_credential, make_tenant
-from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
+from tests.fakes.emqx_api import FakeEmqxApi, running_emqx_api
+from tests.waiting import until
 
 KEY, SECRET = "zero-exhook", "reconciler-test-secret"
 FOREIGN = ["global", "tenant-a", "EMQX-0123456789ABCDEF", "emqx-0123", "emqx-0123456789abcdef0"]
@@ -90,7 +91,7 @@ async def test_reconcile_retries_until_emqx_answers(store: TenantStore, fake: Fa
         )
         task = asyncio.create_task(reconciler.run())
         try:
-            await eventually(lambda: reconciler.runs > 0)
+            await until(lambda: reconciler.runs > 0)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -143,7 +144,7 @@ async def test_retained_messages_of_a_gone_instance_are_purged(
             asyncio.create_task(kicker.run_scheduler()),
         ]
         try:
-            await eventually(lambda: kicker.pending == 0)
+            await until(lambda: kicker.pending == 0)
         finally:
             for task in workers:
                 task.cancel()

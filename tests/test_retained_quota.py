@@ -15,7 +15,8 @@ from exhook.retained_quota import RetainedQuota, over_quota
 from tenants.record import Tenant
 from tenants.settings import EmqxApiSettings
 from tests.conftest import make_tenant
-from tests.fakes.emqx_api import FakeEmqxApi, eventually, running_emqx_api
+from tests.fakes.emqx_api import FakeEmqxApi, running_emqx_api
+from tests.waiting import until
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 A, B, GONE = "emqx-000000000000000a", "emqx-000000000000000b", "emqx-000000000000000c"
@@ -96,7 +97,7 @@ async def test_the_loop_retries_while_emqx_fails(fake: FakeEmqxApi, api: HttpxEm
     )
     task = asyncio.create_task(quota.run())
     try:
-        await eventually(lambda: quota.passes == 1)
+        await until(lambda: quota.passes == 1)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -24,10 +24,10 @@ from tenants.settings import EmqxApiSettings
 from tenants.store import TenantStore
 from tests.emqx_harness import ALLOW, DENY, IGNORE, FakeEmqx, eventually, running_exhook
 from tests.fakes.emqx_api import FakeEmqxApi, running_emqx_api
-from tests.fakes.emqx_api import eventually as until
 from tests.fakes.kubernetes_api import running_kubernetes_api, store_for
 from tests.manager_client import RunningManager, manager_for
 from tests.test_management_api import AS_ADMIN, AS_VIEWER, env_for, error_of, verdict
+from tests.waiting import until
 
 FAST = LifecycleSettings(reap_interval=0.05, kick_retry_initial=0.05, kick_retry_max=0.2)
 NEW_CREDENTIAL_FIELDS = {

@@ -42,7 +42,7 @@ from tenants.record import Tenant
 from tenants.settings import StoreSettings
 from tenants.store import TenantStore
 from tests.conftest import Minted, MintedCredential, make_credential, make_tenant
-from tests.fakes.emqx_api import eventually
+from tests.waiting import until
 
 MQTT_URL = os.environ.get("ZERO_EMQX_E2E_MQTT_URL", "")
 pytestmark = [
@@ -200,8 +200,8 @@ async def test_isolation_and_no_client_id_takeover(e2e_store: TenantStore) -> No
         marker = uuid.uuid4().hex.encode()
         await asyncio.to_thread(sub_a.publish, "temperature/sensor1", b"a:" + marker)
         await asyncio.to_thread(sub_b.publish, "temperature/sensor1", b"b:" + marker)
-        await eventually(lambda: ("temperature/sensor1", b"a:" + marker) in sub_a.messages)
-        await eventually(lambda: ("temperature/sensor1", b"b:" + marker) in sub_b.messages)
+        await until(lambda: ("temperature/sensor1", b"a:" + marker) in sub_a.messages)
+        await until(lambda: ("temperature/sensor1", b"b:" + marker) in sub_b.messages)
         await asyncio.sleep(0.5)  # a leak would come with the tenant's own message
         assert all(not payload.startswith(b"b:") for _, payload in sub_a.messages)
         assert (("temperature/sensor1", b"b:" + marker)) in sub_b.messages
@@ -266,7 +266,7 @@ async def test_a_publish_only_credential_receives_nothing(e2e_store: TenantStore
         back = Mqtt(owner_id, tenant.password, "dash")  # the owner's session is intact
         assert await asyncio.to_thread(back.connect, clean_start=False, session_expiry=0) == 0
         assert back.session_present is True
-        await eventually(lambda: {marker, b"d:" + marker} <= {p for _, p in back.messages})
+        await until(lambda: {marker, b"d:" + marker} <= {p for _, p in back.messages})
         await asyncio.to_thread(back.close)
     finally:
         await e2e_store.delete(tenant.tenant.instance_id)
@@ -285,7 +285,7 @@ async def test_a_subscribe_only_credential_cannot_publish(e2e_store: TenantStore
         marker = uuid.uuid4().hex.encode()
         assert await asyncio.to_thread(dashboard.publish, "sensors/1", marker) == REFUSED
         assert await asyncio.to_thread(owner.publish, "sensors/2", marker) in DELIVERED
-        await eventually(lambda: ("sensors/2", marker) in dashboard.messages)  # it reads
+        await until(lambda: ("sensors/2", marker) in dashboard.messages)  # it reads
         assert ("sensors/1", marker) not in owner.messages  # it never wrote
     finally:
         for client in (owner, dashboard):

@@ -28,7 +28,7 @@ import base64
 import binascii
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -261,14 +261,3 @@ async def running_emqx_api(
     finally:
         with suppress(Exception):
             await api.close()
-
-
-async def eventually(
-    condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02
-) -> None:
-    """Poll `condition` until it holds; fail the test at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(interval)
