@@ -35,12 +35,11 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 from urllib.parse import quote
 
 from exhook.emqx_api import EmqxApiError, EmqxAuthError
-from tenants.tasks import cancel_and_wait
+from tenants.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +217,11 @@ async def read_settings(source: ConfigSource) -> EffectiveSettings:
 NOT_CHECKED = (Problem("emqx", "EMQX's settings have not been read yet"),)
 
 
-class EmqxSettingsCheck:
+class EmqxSettingsCheck(BackgroundTask):
     """`async with EmqxSettingsCheck(api, interval=...)`: checks once on entry (at load),
     then every `interval` seconds (every RETRY_SECONDS while something is wrong)."""
+
+    task_name = "emqx-settings-check"
 
     def __init__(self, source: ConfigSource, *, interval: float) -> None:
         self._source = source
@@ -228,7 +229,6 @@ class EmqxSettingsCheck:
         self.problems: tuple[Problem, ...] = NOT_CHECKED
         self.checks = 0
         self._read_once = False
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def ok(self) -> bool:
@@ -268,17 +268,6 @@ class EmqxSettingsCheck:
             await asyncio.sleep(self.interval if self.ok else min(self.interval, RETRY_SECONDS))
             await self.check()
 
-    async def __aenter__(self) -> EmqxSettingsCheck:
-        await self.check()
-        self._task = asyncio.create_task(self._run(), name="emqx-settings-check")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+    async def __aenter__(self) -> Self:
+        await self.check()  # the first answer is there before any CONNECT
+        return await super().__aenter__()

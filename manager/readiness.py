@@ -20,13 +20,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 from aiohttp import web
 
 from tenants.errors import StoreError
 from tenants.index import IndexSync
-from tenants.tasks import cancel_and_wait
+from tenants.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,9 @@ class ReadyState:
 NOT_CHECKED = ReadyState(False, "not checked yet", float("-inf"))
 
 
-class Readiness:
+class Readiness(BackgroundTask):
+    task_name = "manager-readiness"
+
     def __init__(
         self,
         sync: IndexSync,
@@ -60,22 +61,7 @@ class Readiness:
         self._timeout = timeout
         self._clock = clock
         self._state = NOT_CHECKED
-        self._task: asyncio.Task[None] | None = None
         self.checks = 0
-
-    async def __aenter__(self) -> Readiness:
-        self._task = asyncio.create_task(self._run(), name="manager-readiness")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
 
     def state(self) -> ReadyState:
         state = self._state

@@ -18,12 +18,11 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from types import TracebackType
 
 from tenants.errors import StoreError, WatchExpired
 from tenants.record import Tenant
 from tenants.store import Change, ChangeType, Listing, TenantStore
-from tenants.tasks import cancel_and_wait
+from tenants.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +188,10 @@ def _discard(groups: dict[str, set[str]], key: str, instance_id: str) -> None:
             del groups[key]
 
 
-class IndexSync:
+class IndexSync(BackgroundTask):
     """Owns the list + watch task that keeps a TenantIndex current."""
+
+    task_name = "tenant-index-sync"
 
     def __init__(
         self,
@@ -204,25 +205,10 @@ class IndexSync:
         self.index = index
         self._retry_initial = retry_initial
         self._retry_max = retry_max
-        self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
         self.watch_restarts = 0
         self.store_reachable = False
         self.last_sync_monotonic = 0.0
-
-    async def __aenter__(self) -> IndexSync:
-        self._task = asyncio.create_task(self._run(), name="tenant-index-sync")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
 
     async def wait_synced(self, timeout: float | None = None) -> bool:
         try:
