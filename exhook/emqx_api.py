@@ -255,30 +255,47 @@ class HttpxEmqxApi:
         what = f"list the clients of {username}"
         if len(usernames) > 1:
             what += f" and {len(usernames) - 1} more username(s)"
-        for page in range(1, MAX_CLIENT_PAGES + 1):
-            params = [("username", u) for u in usernames]
-            params += [("page", str(page)), ("limit", str(CLIENT_PAGE_SIZE))]
-            response = await self._call("GET", "/clients", ok=(200,), what=what, params=params)
+        params = [("username", u) for u in usernames]
+        pages = self._pages("/clients", params, MAX_CLIENT_PAGES, CLIENT_PAGE_SIZE, what, "client")
+        async for row in pages:
+            if not isinstance(row.get("clientid"), str):
+                raise EmqxRequestError("EMQX client list row without a clientid")
+            clients.append(
+                EmqxClient(
+                    clientid=row["clientid"],
+                    username=str(row.get("username") or ""),
+                    connected_at=str(row.get("connected_at") or ""),
+                )
+            )
+        return clients
+
+    async def _pages(
+        self,
+        path: str,
+        params: list[tuple[str, str]],
+        max_pages: int,
+        page_size: int,
+        what: str,
+        noun: str,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every row of a paged EMQX listing (`data` + `meta.hasnext`), page by page up
+        to `max_pages`; EmqxRequestError for any answer that is not such a page."""
+        for page in range(1, max_pages + 1):
+            query = [*params, ("page", str(page)), ("limit", str(page_size))]
+            response = await self._call("GET", path, ok=(200,), what=what, params=query)
             if response.status_code != 200:
                 raise EmqxRequestError(f"EMQX API cannot {what}: {response.status_code}")
-            body = _json(response, "client list")
+            body = _json(response, f"{noun} list")
             data = body.get("data") if isinstance(body, dict) else None
             meta = body.get("meta") if isinstance(body, dict) else None
             if not isinstance(data, list) or not isinstance(meta, dict):
-                raise EmqxRequestError("EMQX client list has no data/meta")
+                raise EmqxRequestError(f"EMQX {noun} list has no data/meta")
             for row in data:
-                if not isinstance(row, dict) or not isinstance(row.get("clientid"), str):
-                    raise EmqxRequestError("EMQX client list row without a clientid")
-                clients.append(
-                    EmqxClient(
-                        clientid=row["clientid"],
-                        username=str(row.get("username") or ""),
-                        connected_at=str(row.get("connected_at") or ""),
-                    )
-                )
+                if not isinstance(row, dict):
+                    raise EmqxRequestError(f"EMQX {noun} list row is not an object")
+                yield row
             if not meta.get("hasnext") or not data:
-                break
-        return clients
+                return
 
     async def kick_clients(self, clientids: Sequence[str]) -> Outcome:
         ids = list(dict.fromkeys(clientids))
@@ -306,26 +323,19 @@ class HttpxEmqxApi:
     async def list_retained(self, topic_filter: str | None = None) -> list[RetainedMessage]:
         messages: list[RetainedMessage] = []
         what = f"list the retained messages of {topic_filter or 'every topic'}"
-        for page in range(1, MAX_RETAINED_PAGES + 1):
-            params: dict[str, str | int] = {"page": page, "limit": RETAINED_PAGE_SIZE}
-            if topic_filter is not None:
-                params["topic"] = topic_filter
-            response = await self._call(
-                "GET", "/mqtt/retainer/messages", ok=(200,), what=what, params=params
-            )
-            if response.status_code != 200:
-                raise EmqxRequestError(f"EMQX API cannot {what}: {response.status_code}")
-            body = _json(response, "retained message list")
-            data = body.get("data") if isinstance(body, dict) else None
-            meta = body.get("meta") if isinstance(body, dict) else None
-            if not isinstance(data, list) or not isinstance(meta, dict):
-                raise EmqxRequestError("EMQX retained message list has no data/meta")
-            for row in data:
-                if not isinstance(row, dict) or not isinstance(row.get("topic"), str):
-                    raise EmqxRequestError("EMQX retained message row without a topic")
-                messages.append(RetainedMessage(row["topic"], str(row.get("publish_at") or "")))
-            if not meta.get("hasnext") or not data:
-                break
+        params = [] if topic_filter is None else [("topic", topic_filter)]
+        pages = self._pages(
+            "/mqtt/retainer/messages",
+            params,
+            MAX_RETAINED_PAGES,
+            RETAINED_PAGE_SIZE,
+            what,
+            "retained message",
+        )
+        async for row in pages:
+            if not isinstance(row.get("topic"), str):
+                raise EmqxRequestError("EMQX retained message row without a topic")
+            messages.append(RetainedMessage(row["topic"], str(row.get("publish_at") or "")))
         return messages
 
     async def delete_retained(self, topic: str) -> Outcome:
